@@ -1,0 +1,1 @@
+"""The audit journal: append-only, hash-chained events tagged ``source:subject:action``."""

@@ -1,0 +1,1 @@
+"""The local identity directory (répertoire local) of every professional."""

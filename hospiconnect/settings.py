@@ -1,0 +1,105 @@
+"""Typed settings read from ``HOSPICONNECT_*`` environment variables.
+
+Every default that is unsafe in production produces one warning at start-up until it is changed
+(:meth:`Settings.insecure_defaults`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Mapping
+
+ENVIRONMENTS = ("production", "development", "demo", "test")
+
+DEFAULT_ISSUER = "http://localhost:5000"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} doit être un entier (reçu {raw!r})") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    instance_path: Path = Path("instance")
+    database_url: str = ""
+    issuer: str = DEFAULT_ISSUER
+    secret_key_file: Path = Path("instance/keys.json")
+    redis_url: str = ""
+    establishment_name: str = "Établissement de démonstration"
+    # Days between the end of a contract (identity suspended) and the identity being marked departed.
+    departure_grace_days: int = 30
+    scim_max_page_size: int = 200
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        """Return settings read from ``env`` (default ``os.environ``), then ``overrides``."""
+        env = os.environ if env is None else env
+        name = env.get("HOSPICONNECT_ENV", "development")
+        if name not in ENVIRONMENTS:
+            raise SettingsError(
+                f"HOSPICONNECT_ENV doit valoir {', '.join(ENVIRONMENTS)} (reçu {name!r})"
+            )
+        instance = Path(env.get("HOSPICONNECT_INSTANCE_PATH") or "instance").absolute()
+        values: dict[str, object] = dict(
+            env=name,
+            instance_path=instance,
+            database_url=env.get("HOSPICONNECT_DATABASE_URL") or f"sqlite:///{instance / 'hospiconnect.db'}",
+            issuer=(env.get("HOSPICONNECT_ISSUER") or DEFAULT_ISSUER).rstrip("/"),
+            secret_key_file=Path(env.get("HOSPICONNECT_SECRET_KEY_FILE") or instance / "keys.json"),
+            redis_url=env.get("HOSPICONNECT_REDIS_URL", ""),
+            establishment_name=env.get("HOSPICONNECT_ESTABLISHMENT_NAME") or cls.establishment_name,
+            departure_grace_days=_int(env, "HOSPICONNECT_DEPARTURE_GRACE_DAYS", cls.departure_grace_days),
+            scim_max_page_size=_int(env, "HOSPICONNECT_SCIM_MAX_PAGE_SIZE", cls.scim_max_page_size),
+            log_level=env.get("HOSPICONNECT_LOG_LEVEL", "INFO"),
+        )
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def insecure_defaults(self) -> list[str]:
+        """Return one French message per insecure default still in force."""
+        warnings: list[str] = []
+        if self.uses_sqlite:
+            warnings.append(
+                "HOSPICONNECT_DATABASE_URL n'est pas défini : base SQLite locale, à réserver aux essais "
+                "(une seule machine, pas de haute disponibilité)."
+            )
+        if self.issuer == DEFAULT_ISSUER or self.issuer.startswith("http:"):
+            warnings.append(
+                f"HOSPICONNECT_ISSUER vaut {self.issuer} : en production l'émetteur doit être une URL https publique."
+            )
+        if not self.redis_url:
+            warnings.append(
+                "HOSPICONNECT_REDIS_URL n'est pas défini : la limitation des tentatives reste en base de données."
+            )
+        if self.env != "production":
+            warnings.append(
+                f"HOSPICONNECT_ENV vaut {self.env!r} : cookies sans l'attribut Secure et outils de démonstration actifs."
+            )
+        if not os.environ.get("HOSPICONNECT_SECRET_KEY_FILE") and self.secret_key_file.parent == self.instance_path:
+            warnings.append(
+                "HOSPICONNECT_SECRET_KEY_FILE n'est pas défini : les clés sont dans le dossier d'instance, "
+                "à côté de la base ; placez-les sur un volume protégé."
+            )
+        return warnings

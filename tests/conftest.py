@@ -1,0 +1,102 @@
+"""Shared fixtures: a real database (SQLite file, or PostgreSQL when HOSPICONNECT_TEST_DATABASE_URL is set),
+the runtime, the Flask app and its test client. Tables are emptied after every test."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from sqlalchemy import text
+
+from hospiconnect.crypto import generate_key_file
+from hospiconnect.db import Base
+from hospiconnect.runtime import Runtime
+from hospiconnect.settings import Settings
+
+PG_URL = os.environ.get("HOSPICONNECT_TEST_DATABASE_URL", "")
+
+
+def pytest_report_header(config):  # type: ignore[no-untyped-def]
+    return f"database: {'PostgreSQL ' + PG_URL if PG_URL else 'SQLite'}"
+
+
+@pytest.fixture(scope="session")
+def instance_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("instance")
+    generate_key_file(path / "keys.json")
+    return path
+
+
+@pytest.fixture(scope="session")
+def database_url(instance_dir: Path) -> str:
+    return PG_URL or f"sqlite:///{instance_dir / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def base_settings(instance_dir: Path, database_url: str) -> Settings:
+    return Settings(env="test", instance_path=instance_dir, database_url=database_url,
+                    secret_key_file=instance_dir / "keys.json", issuer="http://localhost")
+
+
+@pytest.fixture(scope="session")
+def _schema(base_settings: Settings) -> Iterator[Runtime]:
+    rt = Runtime(base_settings)
+    if PG_URL:
+        with rt.db.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    rt.init()
+    yield rt
+    rt.db.dispose()
+
+
+def _empty_tables(rt: Runtime) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with rt.db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture()
+def settings(base_settings: Settings) -> Settings:
+    return base_settings
+
+
+@pytest.fixture()
+def rt(_schema: Runtime) -> Iterator[Runtime]:
+    yield _schema
+    _empty_tables(_schema)
+
+
+@pytest.fixture()
+def session(rt: Runtime):  # type: ignore[no-untyped-def]
+    s = rt.db.sessionmaker()
+    yield s
+    s.rollback()
+    s.close()
+
+
+@pytest.fixture()
+def app(rt: Runtime):  # type: ignore[no-untyped-def]
+    from hospiconnect import appctx, create_app
+
+    application = create_app(rt.settings)
+    application.extensions[appctx.EXTENSION] = rt
+    application.config.update(TESTING=True)
+    return application
+
+
+@pytest.fixture()
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture()
+def today() -> dt.date:
+    return dt.date(2026, 11, 27)

@@ -91,6 +91,49 @@ def record(
 
 
 @dataclasses.dataclass(frozen=True)
+class PendingEvent:
+    """An event to append with :func:`record_many`."""
+
+    tag: str
+    actor: str
+    subject: str | None = None
+    client_ip: str | None = None
+    outcome: str = "success"
+    details: dict[str, Any] | None = None
+
+
+def record_many(session: Session, events: list[PendingEvent]) -> int:
+    """Append many events under one lock (bulk operations such as an HR import); return how many."""
+    if not events:
+        return 0
+    for item in events:
+        if not TAG_RE.match(item.tag) or item.outcome not in OUTCOMES:
+            raise ValueError(f"bad audit event {item.tag!r}/{item.outcome!r}")
+    result = session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + len(events)))
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        _ensure_head(session)
+        session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + len(events)))
+    head = session.execute(select(AuditHead.seq, AuditHead.last_hash).where(AuditHead.id == 1)).one()
+    seq = head.seq - len(events)
+    prev = head.last_hash
+    now = utcnow()
+    rows = []
+    for item in events:
+        seq += 1
+        event = AuditEvent(seq=seq, occurred_at=now, tag=item.tag, actor=item.actor[:200],
+                           subject=item.subject[:200] if item.subject else None, client_ip=item.client_ip,
+                           outcome=item.outcome,
+                           details=json.dumps(item.details or {}, sort_keys=True, ensure_ascii=False, default=str),
+                           prev_hash=prev)
+        event.hash = prev = compute_hash(event)
+        rows.append({c: getattr(event, c) for c in ("seq", "occurred_at", "tag", "actor", "subject", "client_ip",
+                                                    "outcome", "details", "prev_hash", "hash")})
+    session.execute(AuditEvent.__table__.insert(), rows)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=prev))
+    return len(events)
+
+
+@dataclasses.dataclass(frozen=True)
 class ChainReport:
     ok: bool
     checked: int

@@ -73,3 +73,14 @@ def test_cli_verify_reports_first_broken_link(rt, session, monkeypatch):
     broken = runner.invoke(main, ["audit", "verify"], obj=rt)
     assert broken.exit_code == 2
     assert "n° 4" in broken.output
+
+
+def test_record_many_continues_the_chain(session):
+    _fill(session, 2)
+    n = service.record_many(session, [service.PendingEvent("directory:identity:created", actor="import",
+                                                           subject=f"s{i}") for i in range(50)])
+    session.commit()
+    _fill(session, 1)
+    assert n == 50
+    report = service.verify(session)
+    assert report.ok and report.checked == 53

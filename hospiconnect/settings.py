@@ -30,6 +30,12 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} doit être un entier (reçu {raw!r})") from exc
 
 
+def _host_of(url: str | None) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url or DEFAULT_ISSUER).hostname or "localhost"
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -43,6 +49,20 @@ class Settings:
     departure_grace_days: int = 30
     scim_max_page_size: int = 200
     log_level: str = "INFO"
+    # MIE layer
+    webauthn_rp_id: str = "localhost"
+    webauthn_origins: tuple[str, ...] = ("http://localhost:5000",)
+    webauthn_aaguid_allowlist: tuple[str, ...] = ()
+    lockout_threshold: int = 10
+    lockout_minutes: int = 15
+    recent_mfa_minutes: int = 10
+    # Outbox delivery: "console", "file" or "smtp"
+    mail_sender: str = "console"
+    mail_from: str = "hospiconnect@localhost"
+    smtp_url: str = ""
+    # Sessions
+    session_idle_minutes: int = 30
+    session_absolute_hours: int = 12
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -65,9 +85,25 @@ class Settings:
             departure_grace_days=_int(env, "HOSPICONNECT_DEPARTURE_GRACE_DAYS", cls.departure_grace_days),
             scim_max_page_size=_int(env, "HOSPICONNECT_SCIM_MAX_PAGE_SIZE", cls.scim_max_page_size),
             log_level=env.get("HOSPICONNECT_LOG_LEVEL", "INFO"),
+            webauthn_rp_id=env.get("HOSPICONNECT_WEBAUTHN_RP_ID") or _host_of(env.get("HOSPICONNECT_ISSUER")),
+            webauthn_origins=tuple(o.strip().rstrip("/") for o in (env.get("HOSPICONNECT_WEBAUTHN_ORIGINS") or
+                                   (env.get("HOSPICONNECT_ISSUER") or DEFAULT_ISSUER)).split(",") if o.strip()),
+            webauthn_aaguid_allowlist=tuple(a.strip().lower() for a in
+                                            env.get("HOSPICONNECT_WEBAUTHN_AAGUIDS", "").split(",") if a.strip()),
+            lockout_threshold=_int(env, "HOSPICONNECT_LOCKOUT_THRESHOLD", cls.lockout_threshold),
+            lockout_minutes=_int(env, "HOSPICONNECT_LOCKOUT_MINUTES", cls.lockout_minutes),
+            recent_mfa_minutes=_int(env, "HOSPICONNECT_RECENT_MFA_MINUTES", cls.recent_mfa_minutes),
+            mail_sender=env.get("HOSPICONNECT_MAIL_SENDER") or cls.mail_sender,
+            mail_from=env.get("HOSPICONNECT_MAIL_FROM") or cls.mail_from,
+            smtp_url=env.get("HOSPICONNECT_SMTP_URL", ""),
+            session_idle_minutes=_int(env, "HOSPICONNECT_SESSION_IDLE_MINUTES", cls.session_idle_minutes),
+            session_absolute_hours=_int(env, "HOSPICONNECT_SESSION_ABSOLUTE_HOURS", cls.session_absolute_hours),
         )
         values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)  # type: ignore[arg-type]
+        if not 1 <= settings.lockout_threshold <= 100:
+            raise SettingsError("HOSPICONNECT_LOCKOUT_THRESHOLD doit être compris entre 1 et 100.")
+        return settings
 
     @property
     def is_production(self) -> bool:
@@ -101,5 +137,9 @@ class Settings:
             warnings.append(
                 "HOSPICONNECT_SECRET_KEY_FILE n'est pas défini : les clés sont dans le dossier d'instance, "
                 "à côté de la base ; placez-les sur un volume protégé."
+            )
+        if self.mail_sender != "smtp":
+            warnings.append(
+                f"HOSPICONNECT_MAIL_SENDER vaut {self.mail_sender!r} : les notifications ne partent pas par e-mail."
             )
         return warnings

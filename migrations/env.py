@@ -7,7 +7,9 @@ from sqlalchemy import engine_from_config, pool
 
 import hospiconnect.apitokens.models  # noqa: F401  (register tables)
 import hospiconnect.audit.models  # noqa: F401
+import hospiconnect.authenticators.models  # noqa: F401
 import hospiconnect.directory.models  # noqa: F401
+import hospiconnect.ratelimit_models  # noqa: F401
 from hospiconnect.db import Base
 
 config = context.config

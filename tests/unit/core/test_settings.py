@@ -20,10 +20,19 @@ def test_production_settings_do_not_warn(tmp_path, monkeypatch):
         "HOSPICONNECT_ISSUER": "https://idp.chu-exemple.fr/",
         "HOSPICONNECT_REDIS_URL": "redis://cache:6379/0",
         "HOSPICONNECT_SECRET_KEY_FILE": str(tmp_path / "k.json"),
+        "HOSPICONNECT_MAIL_SENDER": "smtp",
+        "HOSPICONNECT_SMTP_URL": "smtp://relais.chu-exemple.fr:25",
     }
     s = Settings.from_env(env)
     assert s.insecure_defaults() == []
     assert s.issuer == "https://idp.chu-exemple.fr"
+    assert s.webauthn_rp_id == "idp.chu-exemple.fr"
+    assert s.webauthn_origins == ("https://idp.chu-exemple.fr",)
+
+
+def test_lockout_threshold_bounded():
+    with pytest.raises(SettingsError):
+        Settings.from_env({"HOSPICONNECT_LOCKOUT_THRESHOLD": "500"})
 
 
 def test_bad_environment_name_is_refused():

@@ -1,0 +1,1 @@
+"""Throttling and lockout shared by every process (database or Redis)."""

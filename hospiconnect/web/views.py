@@ -26,3 +26,22 @@ def init_app(app: Flask) -> None:
 
     csrf.exempt(scim_bp)
     app.register_blueprint(scim_bp)
+    _register_identity_provider(app)
+
+
+def _register_identity_provider(app: Flask) -> None:
+    from hospiconnect.authenticators.views import bp as mie_bp
+    from hospiconnect.idp.interaction_views import bp as interaction_bp
+    from hospiconnect.idp.views import bp as protocol_bp
+    from hospiconnect.idp.wellknown import bp as wellknown_bp
+    from hospiconnect.web.security import csrf
+
+    # Protocol endpoints authenticate clients themselves (no browser form, no CSRF token).
+    csrf.exempt(protocol_bp)
+    csrf.exempt(wellknown_bp)
+    for blueprint in (wellknown_bp, protocol_bp, interaction_bp, mie_bp):
+        app.register_blueprint(blueprint)
+    from hospiconnect.directory import views as directory_views
+
+    # Registered only outside production: the pages have no sign-in yet.
+    directory_views.init_app(app)

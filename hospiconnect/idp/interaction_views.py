@@ -1,0 +1,5 @@
+"""Placeholder blueprint, filled in by the identity provider."""
+
+from flask import Blueprint
+
+bp = Blueprint("idp_interaction_views", __name__)

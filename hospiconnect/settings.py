@@ -63,6 +63,12 @@ class Settings:
     # Sessions
     session_idle_minutes: int = 30
     session_absolute_hours: int = 12
+    # OpenID provider lifetimes
+    code_seconds: int = 60
+    access_token_minutes: int = 5
+    id_token_minutes: int = 5
+    refresh_token_hours: int = 12
+    interaction_minutes: int = 15
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -98,6 +104,11 @@ class Settings:
             smtp_url=env.get("HOSPICONNECT_SMTP_URL", ""),
             session_idle_minutes=_int(env, "HOSPICONNECT_SESSION_IDLE_MINUTES", cls.session_idle_minutes),
             session_absolute_hours=_int(env, "HOSPICONNECT_SESSION_ABSOLUTE_HOURS", cls.session_absolute_hours),
+            code_seconds=min(60, _int(env, "HOSPICONNECT_CODE_SECONDS", cls.code_seconds)),
+            access_token_minutes=_int(env, "HOSPICONNECT_ACCESS_TOKEN_MINUTES", cls.access_token_minutes),
+            id_token_minutes=_int(env, "HOSPICONNECT_ID_TOKEN_MINUTES", cls.id_token_minutes),
+            refresh_token_hours=_int(env, "HOSPICONNECT_REFRESH_TOKEN_HOURS", cls.refresh_token_hours),
+            interaction_minutes=_int(env, "HOSPICONNECT_INTERACTION_MINUTES", cls.interaction_minutes),
         )
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]

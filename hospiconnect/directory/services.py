@@ -111,7 +111,7 @@ def validate_identity(raw: Mapping[str, Any], *, today: dt.date | None = None) -
 
     for field, label in _REQUIRED_LABELS.items():
         if raw.get(field) in (None, ""):
-            errors[field] = f"{label} est obligatoire."
+            errors[field] = f"{label} {'sont obligatoires' if field == 'given_names' else 'est obligatoire'}."
 
     if "birth_family_name" not in errors:
         attempt("birth_family_name", lambda: v.check_name(raw["birth_family_name"], "birth_family_name",

@@ -26,6 +26,10 @@ def init_app(app: Flask) -> None:
 
     csrf.exempt(scim_bp)
     app.register_blueprint(scim_bp)
+    from hospiconnect.directory import views as directory_views
+
+    # Registered only outside production: the pages have no sign-in yet.
+    directory_views.init_app(app)
     _register_identity_provider(app)
 
 
@@ -41,7 +45,3 @@ def _register_identity_provider(app: Flask) -> None:
     csrf.exempt(wellknown_bp)
     for blueprint in (wellknown_bp, protocol_bp, interaction_bp, mie_bp):
         app.register_blueprint(blueprint)
-    from hospiconnect.directory import views as directory_views
-
-    # Registered only outside production: the pages have no sign-in yet.
-    directory_views.init_app(app)

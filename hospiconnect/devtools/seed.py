@@ -1,0 +1,376 @@
+"""Demo data: a small fictional GHT with its pôles, services and a few hundred professionals.
+
+Everything is fictional: the FINESS numbers use department 99, which does not exist, the names are
+drawn from common French names, the e-mail addresses use the reserved ``.example`` domain. Identities
+are created through the directory services, so the audit journal records them like real ones.
+The data are the same at every run (one seeded random generator); only dates follow the calendar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import random
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hospiconnect.apitokens import services as token_services
+from hospiconnect.apitokens.models import ApiToken
+from hospiconnect.crypto import InstanceKeys
+from hospiconnect.directory import services
+from hospiconnect.directory.models import Establishment, Identity, OrgUnit
+from hospiconnect.directory.normalize import normalize_name
+from hospiconnect.directory.validation import luhn_complete
+from hospiconnect.errors import Forbidden
+from hospiconnect.settings import Settings
+
+ACTOR = "system:demo_seed"
+SCIM_TOKEN_NAME = "demo-scim"
+DEFAULT_SEED = 2026
+EMAIL_DOMAIN = "ght-val-de-loire.example"
+
+
+def _finess(prefix: str) -> str:
+    # Nine digits, the last one a Luhn key like real FINESS numbers; department 99 keeps them fictional.
+    return luhn_complete(prefix)
+
+
+LEGAL_FINESS = _finess("99000001")
+ESTABLISHMENTS: list[tuple[str, str]] = [
+    (_finess("99000010"), "Centre hospitalier de Valmont (support du GHT, fictif)"),
+    (_finess("99000020"), "Centre hospitalier de Saint-Aubin-sur-Loire (fictif)"),
+    (_finess("99000030"), "Hôpital de proximité de Bellerive (fictif)"),
+]
+# (code, name, kind, parent code)
+UNITS: list[tuple[str, str, str, str | None]] = [
+    ("POLE-MED", "Pôle médecine", "pole", None),
+    ("CARDIO", "Cardiologie", "service", "POLE-MED"),
+    ("PNEUMO", "Pneumologie", "service", "POLE-MED"),
+    ("MED-INT", "Médecine interne", "service", "POLE-MED"),
+    ("GERIATRIE", "Gériatrie", "service", "POLE-MED"),
+    ("POLE-URG", "Pôle urgences et soins critiques", "pole", None),
+    ("URGENCES", "Urgences adultes", "service", "POLE-URG"),
+    ("REA", "Réanimation", "service", "POLE-URG"),
+    ("POLE-CHIR", "Pôle chirurgie", "pole", None),
+    ("CHIR-ORTHO", "Chirurgie orthopédique", "service", "POLE-CHIR"),
+    ("CHIR-VISC", "Chirurgie viscérale", "service", "POLE-CHIR"),
+    ("BLOC", "Bloc opératoire", "service", "POLE-CHIR"),
+    ("POLE-FEM", "Pôle femme-enfant", "pole", None),
+    ("MATERNITE", "Maternité", "service", "POLE-FEM"),
+    ("PEDIATRIE", "Pédiatrie", "service", "POLE-FEM"),
+    ("POLE-MT", "Pôle médico-technique", "pole", None),
+    ("PHARMACIE", "Pharmacie à usage intérieur", "service", "POLE-MT"),
+    ("LABO", "Laboratoire de biologie médicale", "service", "POLE-MT"),
+    ("IMAGERIE", "Imagerie médicale", "service", "POLE-MT"),
+    ("POLE-ADM", "Pôle administration et logistique", "pole", None),
+    ("DRH", "Direction des ressources humaines", "service", "POLE-ADM"),
+    ("DSN", "Direction du numérique", "service", "POLE-ADM"),
+    ("ADMISSIONS", "Bureau des admissions", "service", "POLE-ADM"),
+    ("LOGISTIQUE", "Services techniques et logistique", "service", "POLE-ADM"),
+    ("BIOMED", "Ingénierie biomédicale", "service", "POLE-ADM"),
+]
+CARE_UNITS = ["CARDIO", "PNEUMO", "MED-INT", "GERIATRIE", "URGENCES", "REA", "CHIR-ORTHO", "CHIR-VISC", "BLOC",
+              "MATERNITE", "PEDIATRIE"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """A kind of professional: how many of them, with or without RPPS, where they work, which contracts."""
+
+    key: str
+    share: float
+    role: str
+    rpps: bool
+    units: tuple[str, ...]
+    contracts: tuple[tuple[str, int], ...]
+    # Fixed-term kinds (students, interns, interim staff, vendors) always have an end date.
+    always_ends: bool = False
+
+
+PROFILES: tuple[Profile, ...] = (
+    # With RPPS: 45 % of the staff.
+    Profile("medecin", .12, "medecin", True, tuple(CARE_UNITS) + ("IMAGERIE", "LABO"),
+            (("permanent", 6), ("vacataire", 2), ("replacement", 2), ("fixed_term", 1))),
+    Profile("pharmacien", .03, "pharmacien", True, ("PHARMACIE", "LABO"), (("permanent", 3), ("fixed_term", 1))),
+    Profile("sage_femme", .04, "sage_femme", True, ("MATERNITE",),
+            (("permanent", 4), ("fixed_term", 1), ("replacement", 1))),
+    Profile("infirmier", .20, "ide", True, tuple(CARE_UNITS),
+            (("permanent", 6), ("fixed_term", 2), ("replacement", 1), ("interim", 1))),
+    Profile("interne", .06, "interne", True, tuple(CARE_UNITS) + ("PHARMACIE",), (("fixed_term", 1),),
+            always_ends=True),
+    # Without RPPS.
+    Profile("aide_soignant", .18, "aide_soignant", False, tuple(CARE_UNITS),
+            (("permanent", 6), ("fixed_term", 2), ("replacement", 1))),
+    Profile("administratif", .12, "administratif", False, ("DRH", "DSN", "ADMISSIONS"),
+            (("permanent", 5), ("fixed_term", 2), ("vacataire", 1))),
+    Profile("technicien", .08, "technicien", False, ("LOGISTIQUE", "BIOMED", "IMAGERIE", "LABO", "DSN"),
+            (("permanent", 4), ("fixed_term", 1))),
+    Profile("etudiant", .06, "etudiant", False, tuple(CARE_UNITS), (("trainee", 1),), always_ends=True),
+    Profile("interimaire", .06, "interimaire", False, tuple(CARE_UNITS) + ("ADMISSIONS", "LOGISTIQUE"),
+            (("interim", 1),), always_ends=True),
+    Profile("prestataire", .05, "prestataire", False, ("DSN", "BIOMED", "LOGISTIQUE"), (("contractor", 1),),
+            always_ends=True),
+)
+
+FEMALE_NAMES = ["Camille", "Léa", "Manon", "Chloé", "Emma", "Inès", "Sarah", "Julie", "Clara", "Anaïs", "Lucie",
+                "Marie", "Pauline", "Mathilde", "Céline", "Nadia", "Sophie", "Élodie", "Amandine", "Aurélie",
+                "Fatima", "Leïla", "Hélène", "Sandrine", "Nathalie", "Isabelle", "Claire", "Agathe", "Yasmine",
+                "Océane"]
+MALE_NAMES = ["Lucas", "Hugo", "Louis", "Thomas", "Nicolas", "Julien", "Maxime", "Antoine", "Karim", "Mehdi",
+              "Pierre", "Olivier", "Sébastien", "Mathieu", "Romain", "Alexandre", "Guillaume", "Benoît", "Yanis",
+              "Théo", "François", "Jérôme", "Laurent", "Samuel", "Adrien", "Bastien", "Cédric", "Damien",
+              "Étienne", "Rayan"]
+SECOND_FEMALE_NAMES = ["Marie", "Anne", "Louise", "Jeanne", "Élise", "Françoise", "Hélène"]
+SECOND_MALE_NAMES = ["Jean", "Paul", "Joseph", "Michel", "André", "Pierre", "Louis"]
+FAMILY_NAMES = ["Martin", "Bernard", "Thomas", "Petit", "Robert", "Richard", "Durand", "Dubois", "Moreau",
+                "Laurent", "Simon", "Michel", "Lefèvre", "Leroy", "Roux", "David", "Bertrand", "Morel", "Fournier",
+                "Girard", "Bonnet", "Dupont", "Lambert", "Fontaine", "Rousseau", "Vincent", "Muller", "Lefebvre",
+                "Faure", "André", "Mercier", "Blanc", "Guérin", "Boyer", "Garnier", "Chevalier", "François",
+                "Legrand", "Gauthier", "Garcia", "Perrin", "Robin", "Clément", "Morin", "Nicolas", "Henry",
+                "Roussel", "Mathieu", "Gautier", "Masson", "Marchand", "Duval", "Denis", "Dumont", "Marie",
+                "Lemaire", "Noël", "Meyer", "Dufour", "Meunier", "Brun", "Blanchard", "Giraud", "Joly", "Rivière",
+                "Lucas", "Brunet", "Gaillard", "Barbier", "Arnaud", "Martinez", "Gérard", "Roche", "Renard",
+                "Schmitt", "Roy", "Leroux", "Colin", "Vidal", "Caron", "Picard", "Roger", "Fabre", "Aubert",
+                "Lemoine", "Renaud", "Dumas", "Lacroix", "Olivier", "Philippe", "Bourgeois", "Pierre", "Benoît",
+                "Rey", "Leclerc", "Payet", "Rolland", "Leclercq", "Guillaume", "Lecomte", "Benali", "Haddad",
+                "Nguyen", "Diallo", "Da Silva", "Ferreira", "Le Gall", "Le Goff", "Kerbrat", "N'Diaye",
+                "Saint-Martin", "Bouchard-Lemaire"]
+# INSEE commune codes (Paris, Lyon, Marseille, Toulouse, Nantes, Bordeaux, Lille, Strasbourg, Rennes,
+# Orléans, Tours, Blois, Ajaccio, Saint-Denis de La Réunion).
+FRENCH_COMMUNES = ["75056", "69123", "13055", "31555", "44109", "33063", "59350", "67482", "35238", "45234",
+                   "37261", "41018", "2A004", "97411"]
+# INSEE country codes: Maroc, Algérie, Tunisie, Espagne, Portugal, Italie, Belgique, Allemagne, Roumanie,
+# Sénégal, Liban, Viêt Nam.
+FOREIGN_COUNTRIES = ["99350", "99352", "99351", "99134", "99139", "99127", "99131", "99109", "99114", "99341",
+                     "99205", "99243"]
+
+
+def _refuse_in_production(settings: Settings | None) -> None:
+    env = settings.env if settings is not None else os.environ.get("HOSPICONNECT_ENV", "development")
+    if env == "production":
+        raise Forbidden("Les données de démonstration ne peuvent pas être créées en production.",
+                        code="demo_refused")
+
+
+def _allocate(count: int) -> list[Profile]:
+    """Return ``count`` profiles in the PROFILES proportions (largest remainder), in a stable order."""
+    exact = [p.share * count for p in PROFILES]
+    numbers = [int(x) for x in exact]
+    order = sorted(range(len(PROFILES)), key=lambda i: exact[i] - numbers[i], reverse=True)
+    for i in order[: count - sum(numbers)]:
+        numbers[i] += 1
+    return [p for p, n in zip(PROFILES, numbers) for _ in range(n)]
+
+
+def _weighted(rnd: random.Random, choices: tuple[tuple[str, int], ...]) -> str:
+    return rnd.choices([c for c, _ in choices], weights=[w for _, w in choices])[0]
+
+
+def _ensure_references(session: Session) -> tuple[int, int]:
+    """Create the establishments and units that are missing; return how many were added."""
+    added_est = added_units = 0
+    for finess, name in ESTABLISHMENTS:
+        if session.scalar(select(Establishment.id).where(Establishment.finess == finess)) is None:
+            session.add(Establishment(finess=finess, name=name, legal_finess=LEGAL_FINESS))
+            added_est += 1
+    by_code = {u.code: u for u in session.scalars(select(OrgUnit))}
+    for code, name, kind, parent in UNITS:
+        if code not in by_code:
+            unit = OrgUnit(code=code, name=name, kind=kind, parent_id=by_code[parent].id if parent else None)
+            session.add(unit)
+            session.flush()  # the children below need the parent's id
+            by_code[code] = unit
+            added_units += 1
+    return added_est, added_units
+
+
+class _People:
+    """Draws fictional people; never the same (birth name, first given name, birth date) twice by accident."""
+
+    def __init__(self, rnd: random.Random, today: dt.date) -> None:
+        self.rnd = rnd
+        self.today = today
+        self.seen: set[tuple[str, str, dt.date]] = set()
+        self.rpps: set[str] = set()
+        self.emails: set[str] = set()
+        self.serial = 0
+
+    def new_rpps(self) -> str:
+        while True:
+            number = luhn_complete("10" + "".join(self.rnd.choice("0123456789") for _ in range(8)))
+            if number not in self.rpps:
+                self.rpps.add(number)
+                return number
+
+    def email(self, first: str, family: str) -> str:
+        """Return ``prénom.nom@domain``, with a number only when that address is already taken."""
+        local = f"{normalize_name(first)}.{normalize_name(family)}".replace(" ", "-")
+        candidate, n = local, 1
+        while f"{candidate}@{EMAIL_DOMAIN}" in self.emails:
+            n += 1
+            candidate = f"{local}{n}"
+        self.emails.add(f"{candidate}@{EMAIL_DOMAIN}")
+        return f"{candidate}@{EMAIL_DOMAIN}"
+
+    def raw(self, profile: Profile) -> dict[str, Any]:
+        rnd = self.rnd
+        self.serial += 1
+        while True:
+            female = rnd.random() < (0.85 if profile.key in ("sage_femme", "infirmier", "aide_soignant") else 0.55)
+            first = rnd.choice(FEMALE_NAMES if female else MALE_NAMES)
+            family = rnd.choice(FAMILY_NAMES)
+            young = profile.key in ("interne", "etudiant")
+            age = rnd.randint(21, 29) if young else rnd.randint(23, 64)
+            birth = self.today - dt.timedelta(days=age * 365 + rnd.randint(0, 364))
+            if (family, first, birth) not in self.seen:
+                self.seen.add((family, first, birth))
+                break
+        seconds = [n for n in (SECOND_FEMALE_NAMES if female else SECOND_MALE_NAMES) if n != first]
+        given = first if rnd.random() < 0.5 else f"{first} {rnd.choice(seconds)}"
+        usage = rnd.choice(FAMILY_NAMES) if female and rnd.random() < 0.2 else ""
+        abroad = rnd.random() < 0.12
+        contract = _weighted(rnd, profile.contracts)
+        start = self.today - dt.timedelta(days=rnd.randint(30, 20 * 365 if contract == "permanent" else 700))
+        # Nobody starts working before 20.
+        start = max(start, birth + dt.timedelta(days=20 * 365))
+        end = None
+        if profile.always_ends or contract in ("fixed_term", "replacement", "interim"):
+            end = self.today + dt.timedelta(days=rnd.randint(20, 300))
+        units = [rnd.choice(profile.units)]
+        if rnd.random() < 0.1:
+            units.append(rnd.choice(profile.units))
+        establishments = [ESTABLISHMENTS[0][0] if rnd.random() < 0.6 else rnd.choice(ESTABLISHMENTS)[0]]
+        if profile.key == "medecin" and rnd.random() < 0.25:
+            # Shared posts between the GHT's sites are common for doctors.
+            establishments.append(rnd.choice(ESTABLISHMENTS)[0])
+        email = self.email(first, usage or family)
+        return {
+            "birth_family_name": family,
+            "usage_name": usage,
+            "given_names": given,
+            "birth_date": birth,
+            "birth_country": rnd.choice(FOREIGN_COUNTRIES) if abroad else "99100",
+            "birth_place": "" if abroad else rnd.choice(FRENCH_COMMUNES),
+            "gender": "F" if female else "M",
+            # Half of the vendors' engineers have no address in the establishment.
+            "email": "" if profile.key == "prestataire" and rnd.random() < 0.5 else email,
+            "rpps": self.new_rpps() if profile.rpps else "",
+            "external_id": "" if contract in ("contractor", "interim") else f"MAT{100000 + self.serial}",
+            "contract_type": contract,
+            "start_date": start,
+            "end_date": end,
+            "establishments": establishments,
+            "units": units,
+            "roles": [profile.role],
+        }
+
+
+@dataclasses.dataclass
+class _Tally:
+    created: int = 0
+    with_rpps: int = 0
+    pending: int = 0
+    suspended: int = 0
+    departed: int = 0
+    homonyms: int = 0
+
+
+def _create(session: Session, raw: dict[str, Any], tally: _Tally, today: dt.date, *,
+            confirm_homonym: bool = False) -> Identity:
+    data = services.validate_identity(raw, today=today)
+    identity = services.create_identity(session, data, actor=ACTOR, confirm_homonym=confirm_homonym, today=today)
+    tally.created += 1
+    tally.with_rpps += int(identity.rpps is not None)
+    return identity
+
+
+def _seed_identities(session: Session, count: int, rnd: random.Random, today: dt.date) -> _Tally:
+    people = _People(rnd, today)
+    tally = _Tally()
+    # The confirmed homonyms are part of ``count``: they are added after the others.
+    homonym_pairs = 2 if count >= 60 else (1 if count >= 10 else 0)
+    profiles = _allocate(count - homonym_pairs)
+    # Decide the special cases by position so that each exists even in a small demo.
+    n = len(profiles)
+    pending_every = 33 if n >= 33 else max(n, 1)
+    suspended_every, departed_every = 25, 37
+    homonym_sources: list[dict[str, Any]] = []
+    for index, profile in enumerate(profiles):
+        raw = people.raw(profile)
+        if index % pending_every == 5 % pending_every:
+            # Arrives in a few days: created "pending", activated by the daily job.
+            raw["start_date"] = today + dt.timedelta(days=rnd.randint(3, 30))
+            if raw["end_date"] is not None and raw["end_date"] <= raw["start_date"]:
+                raw["end_date"] = raw["start_date"] + dt.timedelta(days=180)
+            identity = _create(session, raw, tally, today)
+            tally.pending += 1
+            continue
+        if homonym_pairs and index in (7, 41)[:homonym_pairs] and index + 1 < n:
+            homonym_sources.append(raw)
+        identity = _create(session, raw, tally, today)
+        if index % departed_every == 11:
+            left = today - dt.timedelta(days=rnd.randint(45, 200))
+            if identity.start_date and left < identity.start_date:
+                left = identity.start_date
+            services.end(session, identity, actor=ACTOR, end_date=left, reason="fin de contrat", today=today)
+            services.change_status(session, identity, "departed", actor=ACTOR,
+                                   reason="départ : fin de contrat depuis plus de 30 jours")
+            tally.departed += 1
+        elif index % suspended_every == 13:
+            reason = rnd.choice(["absence de longue durée", "suspicion de compromission du compte",
+                                 "demande du cadre de santé", "fin de contrat en cours de régularisation"])
+            services.suspend(session, identity, actor=ACTOR, reason=reason)
+            tally.suspended += 1
+    for source in homonym_sources:
+        # Same birth name, first given name and birth date as an existing person, but someone else.
+        raw = people.raw(PROFILES[5])
+        raw.update(birth_family_name=source["birth_family_name"], given_names=source["given_names"],
+                   birth_date=source["birth_date"], gender=source["gender"], usage_name="",
+                   birth_country="99100", birth_place=rnd.choice(FRENCH_COMMUNES),
+                   email=people.email(source["given_names"].split()[0], source["birth_family_name"]))
+        _create(session, raw, tally, today, confirm_homonym=True)
+        tally.homonyms += 1
+    return tally
+
+
+def seed_demo(session: Session, keys: InstanceKeys, count: int = 300, *, seed: int = DEFAULT_SEED,
+              today: dt.date | None = None, settings: Settings | None = None) -> str:
+    """Fill an empty directory with a fictional GHT and return a one-line French summary.
+
+    Idempotent: when identities already exist no identity is added; missing reference rows and the
+    ``demo-scim`` API token are still created. The token's plaintext appears in the summary only when it
+    is created. Works in the caller's transaction (nothing is committed here).
+    Raises :class:`Forbidden` when ``settings`` (or ``HOSPICONNECT_ENV`` when no settings are given)
+    designate production.
+    """
+    _refuse_in_production(settings)
+    if count < 0:
+        raise ValueError("count must be positive")
+    today = today or dt.date.today()
+    rnd = random.Random(seed)
+    added_est, added_units = _ensure_references(session)
+    session.flush()
+    existing = session.scalar(select(func.count(Identity.id))) or 0
+    parts: list[str] = []
+    if existing:
+        parts.append(f"annuaire déjà peuplé ({existing} identités), aucune identité ajoutée")
+    else:
+        tally = _seed_identities(session, count, rnd, today)
+        parts.append(
+            f"{len(ESTABLISHMENTS)} établissements, {len(UNITS)} pôles et services, {tally.created} identités "
+            f"({tally.with_rpps} avec RPPS, {tally.pending} en attente, {tally.suspended} suspendues, "
+            f"{tally.departed} parties, {tally.homonyms} homonymes confirmés)"
+        )
+    if existing and (added_est or added_units):
+        parts.append(f"{added_est} établissement(s) et {added_units} unité(s) ajoutés")
+    if session.scalar(select(ApiToken.id).where(ApiToken.name == SCIM_TOKEN_NAME)) is None:
+        _, plaintext = token_services.create_token(session, keys, name=SCIM_TOKEN_NAME, scopes=["scim"],
+                                                   actor=ACTOR)
+        parts.append(f"jeton SCIM « {SCIM_TOKEN_NAME} » : {plaintext} (affiché cette fois seulement)")
+    else:
+        parts.append(f"jeton SCIM « {SCIM_TOKEN_NAME} » déjà créé")
+    session.flush()
+    return " ; ".join(parts) + "."

@@ -12,7 +12,8 @@ import hmac
 import json
 import os
 import secrets
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -26,6 +27,8 @@ class InstanceKeys:
     hmac_key: bytes
     kek: dict[str, bytes]
     current_kek_id: str
+    # The file these keys were read from: lets a running process follow a key rotation (see refresh_keys).
+    source: Path | None = field(default=None, compare=False, repr=False)
 
     def keyed_hash(self, value: str) -> str:
         """Return the hex HMAC-SHA256 of ``value`` under the instance HMAC key."""
@@ -68,6 +71,7 @@ def load_keys(path: Path) -> InstanceKeys:
             hmac_key=_unb64(raw["hmac_key"]),
             kek={k: _unb64(v) for k, v in raw["kek"].items()},
             current_kek_id=raw["current_kek_id"],
+            source=path,
         )
     except FileNotFoundError as exc:
         raise KeyFileError(
@@ -75,3 +79,158 @@ def load_keys(path: Path) -> InstanceKeys:
         ) from exc
     except (ValueError, KeyError, TypeError) as exc:
         raise KeyFileError(f"Fichier de clés illisible ({path}).") from exc
+
+
+# --- Envelope encryption of secrets at rest (AES-256-GCM) -------------------------------------------------
+#
+# A ciphertext is "<kid>:<base64url(nonce | ciphertext | tag)>". The key id travels with the ciphertext so
+# that the key-encryption keys can rotate: new secrets use the current key, old ones stay readable with the
+# key that encrypted them until they are re-encrypted. The associated data (AAD) is not stored: the caller
+# rebuilds it from the row the secret belongs to (e.g. b"totp:42"), so a ciphertext copied into another
+# row no longer decrypts.
+
+NONCE_BYTES = 12  # the GCM standard nonce; random nonces are safe far beyond our volumes (< 2**32 per key)
+KEK_BYTES = 32
+
+
+class CryptoError(RuntimeError):
+    """A ciphertext cannot be decrypted."""
+
+
+class UnknownKeyId(CryptoError):
+    """The ciphertext names a key id that the key file does not hold (removed or from another instance)."""
+
+
+class DecryptionFailed(CryptoError):
+    """The ciphertext is malformed, was modified, or belongs to another row (AAD mismatch)."""
+
+
+_reload_lock = threading.Lock()
+_reloaded: dict[Path, tuple[tuple[int, int], InstanceKeys]] = {}
+
+
+def refresh_keys(keys: InstanceKeys) -> InstanceKeys:
+    """Return the keys of ``keys.source`` as the file is now.
+
+    ``hospiconnect keys rotate-kek`` rewrites the key file while web workers keep the keys they loaded at
+    start-up: without this, they would go on encrypting under the old key and could not decrypt secrets
+    already re-encrypted under the new one until restarted. The file is read again only when its
+    modification time or size changed.
+    """
+    if keys.source is None:
+        return keys
+    try:
+        st = os.stat(keys.source)
+    except OSError:
+        return keys
+    stamp = (st.st_mtime_ns, st.st_size)
+    with _reload_lock:
+        cached = _reloaded.get(keys.source)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            fresh = load_keys(keys.source)
+        except KeyFileError:
+            return keys
+        if not set(keys.kek) <= set(fresh.kek):
+            return keys  # a file that lost keys is not a rotation of ours: keep what we have
+        _reloaded[keys.source] = (stamp, fresh)
+        return fresh
+
+
+def encrypt(keys: InstanceKeys, plaintext: bytes, aad: bytes) -> str:
+    """Encrypt ``plaintext`` under the current key-encryption key, bound to ``aad``.
+
+    Returns ``"<kid>:<base64url(nonce|ciphertext|tag)>"``. When ``keys`` were loaded from a file that has
+    since been rotated, the file's new current key is used.
+    """
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    keys = refresh_keys(keys)
+    kid = keys.current_kek_id
+    key = keys.kek.get(kid)
+    if key is None:
+        raise UnknownKeyId(f"clé de chiffrement courante {kid!r} absente du fichier de clés")
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return f"{kid}:{_b64(nonce + AESGCM(key).encrypt(nonce, plaintext, aad))}"
+
+
+def kid_of(token: str) -> str:
+    """Return the key id that ``token`` was encrypted with (without decrypting it)."""
+    kid, sep, _ = token.partition(":")
+    if not sep or not kid:
+        raise DecryptionFailed("chiffré mal formé (identifiant de clé absent)")
+    return kid
+
+
+def decrypt(keys: InstanceKeys, token: str, aad: bytes) -> bytes:
+    """Return the plaintext of ``token`` produced by :func:`encrypt` with the same ``aad``.
+
+    Raises :class:`UnknownKeyId` when the key is not in the key file and :class:`DecryptionFailed` when the
+    token is malformed, was tampered with, or is presented with another ``aad``.
+    """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    kid = kid_of(token)
+    key = keys.kek.get(kid)
+    if key is None:
+        key = refresh_keys(keys).kek.get(kid)
+    if key is None:
+        raise UnknownKeyId(f"clé de chiffrement {kid!r} inconnue du fichier de clés")
+    try:
+        blob = _unb64(token[len(kid) + 1:])
+    except ValueError as exc:
+        raise DecryptionFailed("chiffré mal formé (base64)") from exc
+    if len(blob) < NONCE_BYTES + 16:
+        raise DecryptionFailed("chiffré mal formé (trop court)")
+    try:
+        return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+    except InvalidTag as exc:
+        raise DecryptionFailed("chiffré modifié ou associé à un autre enregistrement") from exc
+
+
+def _next_kid(existing: dict[str, object]) -> str:
+    numbers = [int(k[1:]) for k in existing if k.startswith("k") and k[1:].isdigit()]
+    return f"k{max(numbers, default=0) + 1}"
+
+
+def _write_atomically(path: Path, payload: dict[str, object]) -> None:
+    """Replace ``path`` by ``payload`` (JSON, mode 0600) so that a reader sees the old or the new file, whole."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    # The rename is durable only once the directory entry is on disk.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def rotate_kek(path: Path) -> str:
+    """Add a fresh 256-bit key-encryption key to the key file and make it current; return its key id.
+
+    Earlier keys stay in the file so that existing ciphertexts remain readable until re-encrypted. The
+    file is rewritten atomically with mode 0600, under an exclusive lock so that two concurrent rotations
+    cannot lose a key. Raises :class:`KeyFileError` when the file cannot be read.
+    """
+    import fcntl
+
+    load_keys(path)  # a clear error for a missing or broken file, before anything is written
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        raw = json.loads(path.read_text())
+        kid = _next_kid(raw["kek"])
+        raw["kek"][kid] = _b64(secrets.token_bytes(KEK_BYTES))
+        raw["current_kek_id"] = kid
+        _write_atomically(path, raw)
+    return kid

@@ -18,3 +18,51 @@ API_TOKEN_CREATED = "admin:api_token:created"
 API_TOKEN_REVOKED = "admin:api_token:revoked"
 API_TOKEN_REFUSED = "api:token:refused"
 SYSTEM_DATABASE_INITIALISED = "system:database:initialised"
+
+# MIE layer. MIE lifecycle tags are "mie:<type>:<action>" with type password | totp | webauthn.
+MIE_ACTIONS = ("created", "activated", "suspended", "reactivated", "revoked", "renamed")
+
+
+def mie_tag(mie_type: str, action: str) -> str:
+    """Return the tag of an MIE lifecycle event, e.g. ``mie:totp:activated``."""
+    if action not in MIE_ACTIONS:
+        raise ValueError(f"unknown MIE action {action!r}")
+    return f"mie:{mie_type}:{action}"
+
+
+MIE_PASSWORD_CHANGED = "mie:password:changed"
+MIE_RECOVERY_CODES_GENERATED = "mie:recovery_codes:generated"
+AUTHN_PASSWORD_SUCCESS = "authn:password:success"
+AUTHN_PASSWORD_FAILURE = "authn:password:failure"
+AUTHN_PASSWORD_REHASHED = "authn:password:rehashed"
+AUTHN_TOTP_SUCCESS = "authn:totp:success"
+AUTHN_TOTP_FAILURE = "authn:totp:failure"
+AUTHN_RECOVERY_CODE_USED = "authn:recovery_code:used"
+AUTHN_RECOVERY_CODE_FAILURE = "authn:recovery_code:failure"
+AUTHN_ACCOUNT_LOCKED = "authn:account:locked"
+SYSTEM_KEK_ROTATED = "system:kek:rotated"
+
+# OpenID provider: SSO sessions, interactions and the protocol (hospiconnect.idp).
+AUTHN_SESSION_OPENED = "authn:session:opened"
+AUTHN_SESSION_RENEWED = "authn:session:renewed"
+AUTHN_SESSION_RAISED = "authn:session:raised"
+AUTHN_SESSION_ENDED = "authn:session:ended"
+AUTHN_INTERACTION_STARTED = "authn:interaction:started"
+AUTHN_INTERACTION_LOGIN = "authn:interaction:login"
+AUTHN_INTERACTION_SECOND_FACTOR = "authn:interaction:second_factor"
+AUTHN_INTERACTION_COMPLETED = "authn:interaction:completed"
+AUTHN_INTERACTION_REPLAYED = "authn:interaction:replayed"
+OIDC_AUTHORIZE_REFUSED = "oidc:authorize:refused"
+OIDC_CODE_ISSUED = "oidc:code:issued"
+OIDC_CODE_REUSED = "oidc:code:reused"
+OIDC_TOKEN_ISSUED = "oidc:token:issued"
+OIDC_TOKEN_REFUSED = "oidc:token:refused"
+OIDC_TOKEN_REVOKED = "oidc:token:revoked"
+OIDC_REFRESH_ROTATED = "oidc:refresh:rotated"
+OIDC_REFRESH_REUSED = "oidc:refresh:reused"
+OIDC_CLIENT_AUTH_FAILED = "oidc:client_auth:failed"
+OIDC_USERINFO_REFUSED = "oidc:userinfo:refused"
+OIDC_LOGOUT_COMPLETED = "oidc:logout:completed"
+OIDC_LOGOUT_REFUSED = "oidc:logout:refused"
+OIDC_BACKCHANNEL_DELIVERED = "oidc:backchannel:delivered"
+OIDC_BACKCHANNEL_FAILED = "oidc:backchannel:failed"

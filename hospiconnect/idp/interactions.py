@@ -1,0 +1,396 @@
+"""Interactions: an authorization request waiting for the person (login, second factor).
+
+When the checks of an authorization request fail (hospiconnect.idp.checks), the request is stored
+server-side as an :class:`~hospiconnect.idp.models.Interaction` — random id of 192 bits, the validated
+parameters, the reasons, an expiry — and the browser is sent to ``/connexion/<id>``. The login pages drive
+it through the services below, then send the browser (303) to ``/authorize/resume/<id>``, where the checks
+run again with what was done here:
+
+1. :func:`get_interaction` — the interaction, or a clear exception (unknown, expired, already used);
+2. :func:`record_login` — the person proved their identity with a first factor (or with a passwordless
+   WebAuthn assertion with user verification, which is two factors at once: its ``amr`` holds ``mfa``);
+3. :func:`record_second_factor` — a second factor, after :func:`record_login` or on top of the person's
+   existing session (step-up);
+4. :func:`complete` — opens or raises the SSO session with this interaction's factors and returns the
+   cookie value to set; the interaction is then ready to resume.
+
+:func:`describe` gathers what a page shows (client name, French explanations of the reasons, the
+identifier to pre-fill, whether a second factor is needed) and :func:`content_security_policy` the header
+its responses must carry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import secrets
+from typing import Any, Iterable
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from hospiconnect.audit import service as audit
+from hospiconnect.audit import tags
+from hospiconnect.crypto import InstanceKeys
+from hospiconnect.db import utcnow
+from hospiconnect.directory.models import Identity
+from hospiconnect.errors import Conflict, HospiConnectError, NotFound
+from hospiconnect.idp import checks, login_session
+from hospiconnect.idp.models import Client, Interaction, SsoSession
+from hospiconnect.settings import Settings
+
+#: RFC 8176 values an authenticator may report.
+KNOWN_AMR: frozenset[str] = frozenset({"pwd", "otp", "hwk", "swk", "pin", "user", "fpt", "face", "mfa"})
+#: Values that prove a second factor when added to a first one.
+SECOND_FACTOR_AMR: frozenset[str] = frozenset({"otp", "hwk", "swk"})
+
+#: What each reason means for the person (shown by the login pages).
+REASON_MESSAGES: dict[str, str] = {
+    "no_session": "Identifiez-vous pour accéder à l'application.",
+    "login_prompt": "L'application demande que vous vous identifiiez de nouveau.",
+    "max_age": "Votre dernière identification est trop ancienne pour cette application : "
+               "identifiez-vous de nouveau.",
+    "id_token_hint_mismatch": "L'application attend une autre personne que celle actuellement connectée : "
+                              "identifiez-vous avec le bon compte.",
+    "mfa_required": "Cette application donne accès à des données de santé : un second facteur "
+                    "(application d'authentification ou clé de sécurité) est obligatoire.",
+    "essential_acr": "Cette application exige un niveau de garantie plus élevé : confirmez votre identité "
+                     "avec votre second facteur.",
+}
+
+NO_SECOND_FACTOR_MESSAGE = (
+    "Vous n'avez encore aucun second facteur actif. Adressez-vous au guichet d'enrôlement ou à votre "
+    "référent pour en obtenir un : sans lui, l'accès à cette application est impossible.")
+
+
+class InteractionNotFound(NotFound):
+    """No interaction has this id."""
+
+    code = "interaction_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("Cette demande de connexion est introuvable. Retournez à l'application et "
+                         "recommencez.")
+
+
+class InteractionExpired(HospiConnectError):
+    """The interaction is past its expiry, or has already been completed and used."""
+
+    code = "interaction_expired"
+    http_status = 400
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or "Cette demande de connexion a expiré. Retournez à l'application et "
+                                    "recommencez.")
+
+
+class InteractionStateError(Conflict):
+    """A step was called out of order (a second factor before knowing the person, completing without a
+    login…)."""
+
+    code = "interaction_state"
+
+
+class LoginRefused(HospiConnectError):
+    """The identity cannot sign in (inactive). Same message as a wrong password: nothing is revealed."""
+
+    code = "invalid_credentials"
+    http_status = 401
+
+    def __init__(self) -> None:
+        super().__init__("Identifiant ou mot de passe incorrect.")
+
+
+@dataclasses.dataclass(frozen=True)
+class InteractionView:
+    """What a login page needs to show about an interaction."""
+
+    id: str
+    client_id: str
+    client_name: str
+    health_data: bool
+    reasons: tuple[str, ...]
+    messages: tuple[str, ...]
+    login_hint: str | None
+    #: The person already known (signed in during this interaction, or the session's person for a
+    #: step-up); None until the first factor.
+    identity_id: int | None
+    needs_second_factor: bool
+    #: The person is known and has no active second factor: they cannot complete a step-up.
+    lacks_second_factor: bool
+    resume_url: str
+
+
+# --- creation and lookup ------------------------------------------------------------------------------
+
+def new_id() -> str:
+    """Return a fresh interaction id: 192 random bits, URL-safe."""
+    return secrets.token_urlsafe(24)
+
+
+def create(session: Session, settings: Settings, *, client_id: str, params: dict[str, Any],
+           reasons: Iterable[str], needs_mfa: bool, session_identity_id: int | None,
+           client_ip: str | None = None, now: dt.datetime | None = None) -> Interaction:
+    """Store an interaction for the validated authorization request ``params`` and return it.
+
+    ``needs_mfa``: the client requires two factors (``health-data`` class or an essential ``acr`` above
+    ``eidas1``); ``session_identity_id``: the person of the live session, whose step-up this may be.
+    Journals ``authn:interaction:started``.
+    """
+    now = now or utcnow()
+    reasons = list(reasons)
+    interaction = Interaction(
+        id=new_id(), client_id=client_id, reasons_json=json.dumps(reasons), created_at=now,
+        expires_at=now + dt.timedelta(minutes=settings.interaction_minutes), factors_json="[]",
+        request_json=json.dumps({"params": params, "needs_mfa": needs_mfa,
+                                 "session_identity_id": session_identity_id}, separators=(",", ":")),
+    )
+    session.add(interaction)
+    session.flush()
+    audit.record(session, tags.AUTHN_INTERACTION_STARTED, actor=f"client:{client_id}", client_ip=client_ip,
+                 outcome="info", details={"client_id": client_id, "reasons": reasons})
+    return interaction
+
+
+def get_interaction(session: Session, interaction_id: str, now: dt.datetime | None = None) -> Interaction:
+    """Return the interaction ``interaction_id`` while it can still be acted upon.
+
+    Raises :class:`InteractionNotFound` for an unknown id and :class:`InteractionExpired` when it is past
+    its expiry or was already used to resume the authorization request.
+    """
+    if not isinstance(interaction_id, str) or not interaction_id or len(interaction_id) > 64:
+        raise InteractionNotFound()
+    interaction = session.get(Interaction, interaction_id)
+    if interaction is None:
+        raise InteractionNotFound()
+    if interaction.consumed_at is not None:
+        raise InteractionExpired("Cette demande de connexion a déjà été utilisée. Retournez à l'application.")
+    if (now or utcnow()) >= interaction.expires_at:
+        raise InteractionExpired()
+    return interaction
+
+
+def _meta(interaction: Interaction) -> dict[str, Any]:
+    try:
+        data = json.loads(interaction.request_json)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def params_of(interaction: Interaction) -> dict[str, Any]:
+    """Return the validated authorization request parameters stored with the interaction."""
+    params = _meta(interaction).get("params")
+    return params if isinstance(params, dict) else {}
+
+
+def login_hint(interaction: Interaction) -> str | None:
+    """Return the ``login_hint`` of the request (the identifier to pre-fill), if any."""
+    value = params_of(interaction).get("login_hint")
+    return value if isinstance(value, str) and value else None
+
+
+def person_id(interaction: Interaction) -> int | None:
+    """Return the person the interaction is about: who signed in during it, else the person of the session
+    it may raise (step-up), else None."""
+    if interaction.identity_id is not None:
+        return interaction.identity_id
+    value = _meta(interaction).get("session_identity_id")
+    return value if isinstance(value, int) else None
+
+
+def needs_second_factor(interaction: Interaction) -> bool:
+    """Return True when the client requires two factors and this interaction has not proven them yet."""
+    return bool(_meta(interaction).get("needs_mfa")) and "mfa" not in interaction.factors
+
+
+def reason_messages(interaction: Interaction) -> list[str]:
+    """Return the French explanation of each reason of the interaction, in order."""
+    return [REASON_MESSAGES[r] for r in interaction.reasons if r in REASON_MESSAGES]
+
+
+def resume_url(interaction: Interaction) -> str:
+    """Return where the page sends the browser (303) once :func:`complete` has been called."""
+    return f"/authorize/resume/{interaction.id}"
+
+
+def describe(session: Session, interaction: Interaction) -> InteractionView:
+    """Return what a login page shows about ``interaction``."""
+    client = session.scalar(select(Client).where(Client.client_id == interaction.client_id))
+    person = person_id(interaction)
+    facts = login_session.person_facts(session, person)
+    return InteractionView(
+        id=interaction.id, client_id=interaction.client_id,
+        client_name=client.name if client else interaction.client_id,
+        health_data=bool(client and client.requires_two_factors),
+        reasons=tuple(interaction.reasons), messages=tuple(reason_messages(interaction)),
+        login_hint=login_hint(interaction), identity_id=person,
+        needs_second_factor=needs_second_factor(interaction),
+        lacks_second_factor=facts is not None and not facts.has_second_factor,
+        resume_url=resume_url(interaction),
+    )
+
+
+def content_security_policy(interaction: Interaction | None) -> str:
+    """Return the Content-Security-Policy for a page of ``interaction``.
+
+    ``frame-ancestors 'none'`` (no clickjacking of the login, SECURITY.md item 10). ``form-action`` must
+    allow the client's redirect URI as well as ``'self'``: browsers apply it to the redirects that follow a
+    form submission, and the login form ends, through ``/authorize/resume``, at the client.
+    """
+    redirect_uri = params_of(interaction).get("redirect_uri") if interaction is not None else None
+    return csp_allowing_redirect(redirect_uri if isinstance(redirect_uri, str) else None)
+
+
+def csp_allowing_redirect(redirect_uri: str | None) -> str:
+    """Return the provider's Content-Security-Policy whose ``form-action`` also allows the origin of
+    ``redirect_uri`` (a page whose form ends in a redirect to a client)."""
+    targets = ["'self'"]
+    if redirect_uri:
+        parts = urlsplit(redirect_uri)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            targets.append(f"{parts.scheme}://{parts.netloc}")
+    return ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            f"frame-ancestors 'none'; form-action {' '.join(targets)}; base-uri 'none'; object-src 'none'")
+
+
+# --- the steps ------------------------------------------------------------------------------------------
+
+def _check_amr(amr: Iterable[str]) -> list[str]:
+    values = sorted(set(amr)) if not isinstance(amr, str) else []
+    if not values or any(not isinstance(v, str) or v not in KNOWN_AMR for v in values):
+        raise ValueError(f"unknown authentication method references {values!r}")
+    return values
+
+
+def _usable(session: Session, interaction: Interaction, now: dt.datetime) -> None:
+    if interaction.completed_at is not None:
+        raise InteractionExpired("Cette demande de connexion est déjà terminée. Retournez à l'application.")
+    get_interaction(session, interaction.id, now)
+
+
+def record_login(session: Session, interaction: Interaction, identity_id: int, amr: list[str], *,
+                 client_ip: str | None = None, now: dt.datetime | None = None) -> None:
+    """Record that ``identity_id`` proved their identity during the interaction with the factors ``amr``
+    (RFC 8176 values, e.g. ``["pwd"]``, or ``["hwk", "mfa", "pin"]`` for WebAuthn with user verification).
+
+    A later call replaces the earlier login (the person changed account). Journals
+    ``authn:interaction:login``. Raises :class:`InteractionExpired`, :class:`LoginRefused` when the identity
+    is not active, :class:`ValueError` for unknown ``amr`` values (a programming error).
+    """
+    now = now or utcnow()
+    values = _check_amr(amr)
+    _usable(session, interaction, now)
+    identity = session.get(Identity, identity_id)
+    if identity is None or not identity.is_active:
+        raise LoginRefused()
+    interaction.identity_id = identity_id
+    interaction.factors_json = json.dumps(values)
+    session.flush()
+    audit.record(session, tags.AUTHN_INTERACTION_LOGIN, actor=identity.public_id, subject=identity.public_id,
+                 client_ip=client_ip, details={"client_id": interaction.client_id, "amr": values})
+
+
+def record_second_factor(session: Session, interaction: Interaction, amr: list[str], *,
+                         client_ip: str | None = None, now: dt.datetime | None = None) -> None:
+    """Record a second factor (``["otp"]``, ``["hwk", "user"]``…) proven by the person of the interaction
+    (:func:`person_id`): the interaction's factors then include ``mfa``. Journals
+    ``authn:interaction:second_factor``.
+
+    Raises :class:`InteractionStateError` when the person is not known yet (call :func:`record_login`
+    first) or ``amr`` holds no second-factor method, :class:`InteractionExpired`.
+    """
+    now = now or utcnow()
+    values = _check_amr(amr)
+    _usable(session, interaction, now)
+    person = person_id(interaction)
+    if person is None:
+        raise InteractionStateError("Identifiez-vous d'abord avec votre identifiant et votre mot de passe.")
+    if not set(values) & SECOND_FACTOR_AMR:
+        raise InteractionStateError("Ce moyen d'identification n'est pas un second facteur.")
+    interaction.factors_json = json.dumps(sorted(set(interaction.factors) | set(values) | {"mfa"}))
+    session.flush()
+    public_id = login_session.public_id_of(session, person)
+    audit.record(session, tags.AUTHN_INTERACTION_SECOND_FACTOR, actor=public_id, subject=public_id,
+                 client_ip=client_ip, details={"client_id": interaction.client_id, "amr": values})
+
+
+def complete(session: Session, interaction: Interaction, *, client_ip: str | None, user_agent: str | None,
+             existing_sso: SsoSession | None, keys: InstanceKeys | None = None,
+             settings: Settings | None = None, now: dt.datetime | None = None) -> tuple[SsoSession, str]:
+    """Finish the interaction: open or raise the SSO session and return ``(session, cookie value)``.
+
+    The caller sets the cookie (:func:`hospiconnect.idp.login_session.set_cookie`) and redirects (303) to
+    :func:`resume_url`. ``existing_sso`` is the browser's live session
+    (:func:`hospiconnect.idp.login_session.current`), or None.
+
+    * After :func:`record_login`: the session gets this login's factors and a new ``auth_time``; an
+      ``existing_sso`` of the same person keeps its ``sid``, one of another person is ended.
+    * Step-up (no login here, a second factor recorded): ``existing_sso`` must be the person's; its ``amr``
+      becomes the union with the new factors (``mfa`` included) and ``mfa_time`` now.
+
+    ``keys``/``settings`` default to the running application's. Journals
+    ``authn:interaction:completed``. Raises :class:`InteractionStateError` when there is nothing to
+    complete, :class:`InteractionExpired` when it is too late or already done (one conditional UPDATE
+    decides, so a double submission opens one session).
+    """
+    keys, settings = login_session.resolve_runtime(keys, settings)
+    now = now or utcnow()
+    _usable(session, interaction, now)
+    factors = interaction.factors
+    person = person_id(interaction)
+    if interaction.identity_id is not None:
+        amr = factors
+    elif (person is not None and existing_sso is not None and existing_sso.ended_at is None
+          and existing_sso.identity_id == person and "mfa" in factors):
+        amr = sorted(set(existing_sso.amr) | set(factors))
+    else:
+        raise InteractionStateError("Identifiez-vous d'abord avec votre identifiant et votre mot de passe.")
+    if person is None:  # for the type checker: person_id() is identity_id when it is set
+        raise InteractionStateError("Identifiez-vous d'abord.")
+    identity = session.get(Identity, person)
+    if identity is None or not identity.is_active:
+        raise LoginRefused()
+    done = session.execute(
+        update(Interaction).where(Interaction.id == interaction.id, Interaction.completed_at.is_(None),
+                                  Interaction.consumed_at.is_(None), Interaction.expires_at > now)
+        .values(completed_at=now).execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not done:
+        raise InteractionExpired("Cette demande de connexion est déjà terminée. Retournez à l'application.")
+    interaction.completed_at = now
+    facts = login_session.person_facts(session, person)
+    acr = checks.acr_for(amr, bool(facts and facts.proofed))
+    sso, cookie = login_session.open(session, keys, settings, identity_id=person, amr=amr, acr=acr,
+                                     mfa="mfa" in factors, existing=existing_sso, client_ip=client_ip,
+                                     user_agent=user_agent, now=now)
+    audit.record(session, tags.AUTHN_INTERACTION_COMPLETED, actor=identity.public_id,
+                 subject=identity.public_id, client_ip=client_ip,
+                 details={"client_id": interaction.client_id, "amr": sorted(set(amr)), "acr": acr,
+                          "sid": sso.sid})
+    return sso, cookie
+
+
+def consume(session: Session, interaction_id: str, now: dt.datetime | None = None) -> bool:
+    """Mark a completed interaction as used by ``/authorize/resume`` — one conditional UPDATE, so that it
+    cannot be replayed. Returns True for the one caller that consumed it."""
+    now = now or utcnow()
+    return bool(session.execute(
+        update(Interaction).where(Interaction.id == interaction_id, Interaction.consumed_at.is_(None),
+                                  Interaction.completed_at.is_not(None), Interaction.expires_at > now)
+        .values(consumed_at=now).execution_options(synchronize_session=False)
+    ).rowcount)  # type: ignore[attr-defined]
+
+
+def purge_expired(session: Session, *, before: dt.datetime) -> int:
+    """Delete the interactions that expired before ``before`` (periodic job); return how many."""
+    return session.execute(delete(Interaction).where(Interaction.expires_at < before)
+                           .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+
+
+def facts(interaction: Interaction) -> checks.InteractionFacts:
+    """Return what :func:`hospiconnect.idp.checks.evaluate` needs to know about the interaction."""
+    return checks.InteractionFacts(identity_id=interaction.identity_id, completed_at=interaction.completed_at,
+                                   factors=tuple(interaction.factors))

@@ -28,6 +28,10 @@ def init(ctx: click.Context, as_json: bool) -> None:
     """Crée ou met à jour la base et génère les clés au premier lancement."""
     rt = runtime_of(ctx)
     result = rt.init()
+    from hospiconnect.idp import keys as signing_keys
+
+    with rt.db.session() as session:
+        result["signing_keys_created"] = signing_keys.ensure_keys(session, rt.keys)
     for message in rt.settings.insecure_defaults():
         click.echo(f"Attention : {message}", err=True)
     emit(result, as_json, lambda r: (
@@ -61,14 +65,23 @@ def demo(ctx: click.Context, host: str, port: int, identities: int) -> None:
     from hospiconnect.devtools.seed import seed_demo
     from hospiconnect.server import run_gunicorn
 
+    import os
+
+    if not os.environ.get("HOSPICONNECT_ISSUER"):
+        # WebAuthn needs a host name (not an IP address): the demo is served as http://localhost:PORT.
+        os.environ["HOSPICONNECT_ISSUER"] = f"http://localhost:{port}"
+        ctx.find_root().obj = None
     rt = runtime_of(ctx)
     if rt.settings.is_production:
         fail("la démonstration est refusée en production.")
     rt.init()
+    from hospiconnect.idp import keys as signing_keys
+
     with rt.db.session() as session:
-        report = seed_demo(session, rt.keys, count=identities)
+        signing_keys.ensure_keys(session, rt.keys)
+        report = seed_demo(session, rt.keys, count=identities, settings=rt.settings)
     click.echo(f"Établissement de démonstration prêt : {report}")
-    click.echo(f"Ouvrez http://{host}:{port}/")
+    click.echo(f"Ouvrez {rt.settings.issuer}/")
     run_gunicorn(host=host, port=port, workers=1, threads=4)
 
 
@@ -156,23 +169,26 @@ def jobs() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def jobs_run(ctx: click.Context, today: dt.datetime | None, as_json: bool) -> None:
-    """Applique les dates d'arrivée et de fin de l'annuaire. Peut être relancé sans effet de bord."""
-    from hospiconnect.directory import services
+    """Travaux périodiques : dates d'arrivée et de fin, sessions expirées, purges, notifications,
+    déconnexions back-channel. Peut être relancé sans effet de bord."""
+    from hospiconnect.jobs import run_all
 
     rt = runtime_of(ctx)
-    day = today.date() if today else dt.date.today()
-    with rt.db.session() as session:
-        report = services.run_lifecycle(session, today=day, grace_days=rt.settings.departure_grace_days)
-    data = {"date": day.isoformat(), "directory": report.as_dict()}
+    data = run_all(rt, today=today.date() if today else None)
     emit(data, as_json, lambda d: (
         f"Annuaire au {d['date']} : {d['directory']['activated']} activée(s), "
-        f"{d['directory']['suspended']} suspendue(s), {d['directory']['departed']} partie(s)."))
+        f"{d['directory']['suspended']} suspendue(s), {d['directory']['departed']} partie(s) ; "
+        f"{d['sessions_ended']} session(s) terminée(s) ; "
+        f"{d['notifications']['sent']} notification(s) envoyée(s)."))
 
 
 def _register_extensions() -> None:
-    from hospiconnect import cli_directory
+    from hospiconnect import cli_directory, cli_idp
 
     main.add_command(cli_directory.directory)
+    main.add_command(cli_idp.client)
+    from hospiconnect import cli_keys
+    main.add_command(cli_keys.keys)
 
 
 _register_extensions()

@@ -54,13 +54,11 @@ def _schema(base_settings: Settings) -> Iterator[Runtime]:
 
 
 def _empty_tables(rt: Runtime) -> None:
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    # DELETE rather than TRUNCATE: on PostgreSQL, TRUNCATE of every table costs ~0.5 s per test
+    # (new files, exclusive locks) while deleting the few rows a test wrote costs milliseconds.
     with rt.db.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
-        else:
-            for name in tables:
-                conn.execute(text(f"DELETE FROM {name}"))
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
 
 
 @pytest.fixture()

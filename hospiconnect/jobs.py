@@ -1,0 +1,56 @@
+"""``hospiconnect jobs run``: the periodic work, safe to run twice and from several hosts.
+
+Each step runs in its own transaction so that one failing step does not undo the others, and each
+reports what it did.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from sqlalchemy import select
+
+from hospiconnect.authenticators import notifications, webauthn
+from hospiconnect.db import utcnow
+from hospiconnect.directory import services as directory
+from hospiconnect.directory.models import Identity
+from hospiconnect.idp import interactions, login_session, logout, tokens
+from hospiconnect.idp.models import SsoSession
+from hospiconnect.runtime import Runtime
+
+log = logging.getLogger("hospiconnect.jobs")
+
+
+def run_all(rt: Runtime, *, today: dt.date | None = None) -> dict[str, Any]:
+    """Run every periodic step; return a report per step."""
+    settings = rt.settings
+    day = today or dt.date.today()
+    now = utcnow()
+    report: dict[str, Any] = {"date": day.isoformat()}
+    with rt.db.session() as session:
+        report["directory"] = directory.run_lifecycle(session, today=day,
+                                                      grace_days=settings.departure_grace_days).as_dict()
+    with rt.db.session() as session:
+        # Sessions of people who are no longer active end at once (their tokens with them).
+        ids = session.scalars(
+            select(SsoSession.identity_id).join(Identity, Identity.id == SsoSession.identity_id)
+            .where(SsoSession.ended_at.is_(None), Identity.status != "active").distinct()
+        ).all()
+        ended = sum(login_session.end_all_for_identity(session, i, reason="identity_inactive", actor="system:jobs",
+                                                       keys=rt.keys, settings=settings) for i in ids)
+        ended += login_session.end_expired(session, rt.keys, settings, now=now)
+        report["sessions_ended"] = ended
+    with rt.db.session() as session:
+        report["purged"] = {
+            "webauthn_challenges": webauthn.purge_expired_challenges(session, now),
+            "interactions": interactions.purge_expired(session, before=now - dt.timedelta(days=1)),
+            "tokens": tokens.purge_expired(session, before=now - dt.timedelta(days=1)),
+        }
+    with rt.db.session() as session:
+        report["notifications"] = notifications.deliver_pending(
+            session, notifications.make_sender(settings)).as_dict()
+    with rt.db.session() as session:
+        report["backchannel_logout"] = logout.deliver_backchannel(session, now)
+    return report

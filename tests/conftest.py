@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 
 from hospiconnect.crypto import generate_key_file
@@ -17,6 +18,12 @@ from hospiconnect.runtime import Runtime
 from hospiconnect.settings import Settings
 
 PG_URL = os.environ.get("HOSPICONNECT_TEST_DATABASE_URL", "")
+
+# In CI the property-based tests replay a fixed set of examples, so a run is reproducible; on a
+# developer's machine they explore new examples each time.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, deadline=None)
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 def pytest_report_header(config):  # type: ignore[no-untyped-def]

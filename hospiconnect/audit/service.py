@@ -59,19 +59,19 @@ def record(
     outcome: str = "success",
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event in ``session`` (not committed here) and return it."""
+    """Append one event in ``session`` (not committed here) and return it (not attached to the session)."""
     if not TAG_RE.match(tag):
         raise ValueError(f"bad audit tag {tag!r}")
     if outcome not in OUTCOMES:
         raise ValueError(f"bad audit outcome {outcome!r}")
-    # Take the lock first: the UPDATE makes every other appender wait until we commit.
-    result = session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    # Take the lock first: the UPDATE makes every other appender wait until we commit. Core statements
+    # (no ORM flush) keep the time the lock is held short.
+    bump = update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1).returning(
+        AuditHead.seq, AuditHead.last_hash)
+    head = session.execute(bump).first()
+    if head is None:
         _ensure_head(session)
-        session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
-    head = session.execute(
-        select(AuditHead.seq, AuditHead.last_hash).where(AuditHead.id == 1)
-    ).one()
+        head = session.execute(bump).one()
     event = AuditEvent(
         seq=head.seq,
         occurred_at=utcnow(),
@@ -84,10 +84,13 @@ def record(
         prev_hash=head.last_hash,
     )
     event.hash = compute_hash(event)
-    session.add(event)
+    session.execute(AuditEvent.__table__.insert().values(
+        {c: getattr(event, c) for c in _COLUMNS}))
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=event.hash))
-    session.flush()
     return event
+
+
+_COLUMNS = ("seq", "occurred_at", "tag", "actor", "subject", "client_ip", "outcome", "details", "prev_hash", "hash")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,8 +129,7 @@ def record_many(session: Session, events: list[PendingEvent]) -> int:
                            details=json.dumps(item.details or {}, sort_keys=True, ensure_ascii=False, default=str),
                            prev_hash=prev)
         event.hash = prev = compute_hash(event)
-        rows.append({c: getattr(event, c) for c in ("seq", "occurred_at", "tag", "actor", "subject", "client_ip",
-                                                    "outcome", "details", "prev_hash", "hash")})
+        rows.append({c: getattr(event, c) for c in _COLUMNS})
     session.execute(AuditEvent.__table__.insert(), rows)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=prev))
     return len(events)

@@ -15,9 +15,15 @@ _SEPARATORS = re.compile(r"[\s\-‐‑‒–—'’`´.]+")
 
 def normalize_name(value: str) -> str:
     """Return the comparison key of a name: lower case, no accents, one space between parts."""
-    text = unicodedata.normalize("NFKD", value.translate(_LIGATURES))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = text.casefold()
+    # Folding, decomposition and ligatures feed each other (« İ » folds to i + a combining dot, « Ǽ » only
+    # becomes « æ » once its accent is gone, « 𝛢 » decomposes to a capital): repeat until nothing changes.
+    text = value
+    for _ in range(4):
+        folded = unicodedata.normalize("NFKD", text.casefold())
+        folded = "".join(ch for ch in folded if not unicodedata.combining(ch)).translate(_LIGATURES)
+        if folded == text:
+            break
+        text = folded
     text = _SEPARATORS.sub(" ", text)
     return text.strip()
 

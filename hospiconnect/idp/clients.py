@@ -194,7 +194,8 @@ def add_client(
         raise ValidationError("Profil de revendications invalide (lettres minuscules, chiffres, - ou _).",
                               field="profile")
     if client_id is None:
-        client_id = secrets.token_urlsafe(16)  # 22 characters, 128 bits
+        # 128 bits; never starting with "-" or "_", which command lines would take for an option.
+        client_id = "c" + secrets.token_urlsafe(16)
     elif not _CLIENT_ID_RE.match(client_id):
         raise ValidationError("Identifiant de client invalide (1 à 100 caractères parmi A-Z a-z 0-9 . _ ~ -).",
                               field="client_id")

@@ -28,7 +28,7 @@ def test_add_confidential_client(session, rt):
     client, secret = add(session, rt, post_logout_redirect_uris=["https://dpi.chu-exemple.fr/bye"],
                          backchannel_logout_uri="https://dpi.chu-exemple.fr/bcl")
     session.commit()
-    assert len(client.client_id) == 22
+    assert len(client.client_id) == 23 and client.client_id[0].isalnum()
     assert client.redirect_uris == [GOOD]
     assert client.post_logout_redirect_uris == ["https://dpi.chu-exemple.fr/bye"]
     assert client.requires_two_factors and not client.is_public

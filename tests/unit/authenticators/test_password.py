@@ -38,18 +38,21 @@ def test_unicode_forms_of_one_password_match():
     assert pw.verify(pw.hash_password(composed), decomposed).ok
 
 
-def test_dummy_verification_costs_about_a_real_one():
-    pw.warm_up()
+def test_dummy_verification_does_the_same_work_as_a_real_one(monkeypatch):
+    # Same cost means: one argon2 verification, against a hash with the configured parameters.
+    # (Measured in time this would be a flaky test on a loaded machine; the work done is what matters.)
+    calls: list[str] = []
+    original = PasswordHasher.verify
+
+    def counting(self, hash, password):  # type: ignore[no-untyped-def]
+        calls.append(hash.split("$")[3])
+        return original(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
     real = pw.hash_password("quelque chose de long")
-    t0 = time.perf_counter()
-    for _ in range(3):
-        pw.verify(real, "autre chose encore")
-    t_real = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(3):
-        pw.verify_dummy("autre chose encore")
-    t_dummy = time.perf_counter() - t0
-    assert 0.5 < t_dummy / t_real < 2
+    pw.verify(real, "autre chose encore")
+    pw.verify_dummy("autre chose encore")
+    assert len(calls) == 2 and calls[0] == calls[1] == "m=19456,t=2,p=1"
 
 
 def test_concurrent_hashes_are_bounded(monkeypatch):

@@ -373,6 +373,44 @@ def complete(session: Session, interaction: Interaction, *, client_ip: str | Non
     return sso, cookie
 
 
+def open_recovery_session(session: Session, interaction: Interaction, *, client_ip: str | None,
+                          user_agent: str | None, existing_sso: SsoSession | None,
+                          keys: InstanceKeys | None = None, settings: Settings | None = None,
+                          now: dt.datetime | None = None) -> tuple[SsoSession, str]:
+    """Open (or renew) a **recovery-only** session for the person of the interaction, who has just spent a
+    recovery code (:func:`hospiconnect.authenticators.services.use_recovery_code`); return
+    ``(session, cookie value)``.
+
+    A recovery code is not a second factor: the session gets only the factors already proven (this
+    interaction's login, or the ``existing_sso`` of the same person for a step-up), never ``mfa`` from the
+    code, and the interaction is **not** completed — the authorization request cannot go on and simply
+    expires. The session is flagged ``recovery_only``: it is meant for the self-service page. Raises
+    :class:`InteractionStateError` when the person is not known, :class:`InteractionExpired`,
+    :class:`LoginRefused` for an identity that is no longer active.
+    """
+    keys, settings = login_session.resolve_runtime(keys, settings)
+    now = now or utcnow()
+    _usable(session, interaction, now)
+    person = person_id(interaction)
+    if interaction.identity_id is not None:
+        amr = interaction.factors
+    elif (person is not None and existing_sso is not None and existing_sso.ended_at is None
+          and existing_sso.identity_id == person):
+        amr = existing_sso.amr
+    else:
+        raise InteractionStateError("Identifiez-vous d'abord avec votre identifiant et votre mot de passe.")
+    if person is None:  # for the type checker: person_id() is identity_id when it is set
+        raise InteractionStateError("Identifiez-vous d'abord.")
+    identity = session.get(Identity, person)
+    if identity is None or not identity.is_active:
+        raise LoginRefused()
+    facts = login_session.person_facts(session, person)
+    return login_session.open(session, keys, settings, identity_id=person, amr=amr,
+                              acr=checks.acr_for(amr, bool(facts and facts.proofed)), mfa=False,
+                              existing=existing_sso, client_ip=client_ip, user_agent=user_agent, now=now,
+                              recovery_only=True)
+
+
 def consume(session: Session, interaction_id: str, now: dt.datetime | None = None) -> bool:
     """Mark a completed interaction as used by ``/authorize/resume`` — one conditional UPDATE, so that it
     cannot be replayed. Returns True for the one caller that consumed it."""

@@ -375,6 +375,9 @@ def authorize(session: Session, keys: InstanceKeys, settings: Settings, params: 
     try:
         client, request = validate(session, settings, params)
         sso = login_session.current(session, keys, settings, cookie_value)
+        if sso is not None and sso.recovery_only:
+            # A recovery code opens the self-service page only: for applications it is no session at all.
+            sso = None
         return decide(session, keys, settings, client, request, sso, client_ip=client_ip, post=post)
     except PageError as exc:
         _journal_refusal(session, client_id=exc.client_id, reason=exc.reason, error=None, client_ip=client_ip)
@@ -417,6 +420,8 @@ def resume(session: Session, keys: InstanceKeys, settings: Settings, interaction
             raise PageError("L'application qui demande la connexion n'est plus autorisée. Prévenez le support "
                             "informatique.", "client_changed", interaction.client_id)
         sso = login_session.current(session, keys, settings, cookie_value, now=now)
+        if sso is not None and sso.recovery_only:
+            sso = None
         return decide(session, keys, settings, client, request, sso, interaction=interaction,
                       client_ip=client_ip, now=now)
     except PageError as exc:

@@ -206,7 +206,7 @@ def test_security_headers_on_authorize_and_pages(client, rp):
     assert "Access-Control-Allow-Origin" not in response.headers
     assert response.headers["Cache-Control"] == "no-store"
     page = client.get(response.headers["Location"])
-    assert page.status_code == 200 and "Connexion requise" in page.get_data(as_text=True)
+    assert page.status_code == 200 and "Connexion à Messagerie" in page.get_data(as_text=True)
     csp = page.headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in csp
     # The login form ends with a redirect to the client: form-action allows its origin.

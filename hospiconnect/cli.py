@@ -62,7 +62,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, threads: int) 
 @click.pass_context
 def demo(ctx: click.Context, host: str, port: int, identities: int) -> None:
     """Prépare la base, crée un établissement de démonstration et le sert."""
-    from hospiconnect.devtools.seed import seed_demo
+    from hospiconnect.devtools.seed import credentials_banner, demo_credentials, seed_demo
     from hospiconnect.server import run_gunicorn
 
     import os
@@ -80,8 +80,12 @@ def demo(ctx: click.Context, host: str, port: int, identities: int) -> None:
     with rt.db.session() as session:
         signing_keys.ensure_keys(session, rt.keys)
         report = seed_demo(session, rt.keys, count=identities, settings=rt.settings)
+        # Demo only (production was refused above): the seeds are printed so that a newcomer can sign in.
+        accounts = demo_credentials(session, rt.keys, settings=rt.settings)
     click.echo(f"Établissement de démonstration prêt : {report}")
-    click.echo(f"Ouvrez {rt.settings.issuer}/")
+    for line in credentials_banner(accounts, rt.settings):
+        click.echo(line)
+    click.echo(f"Ouvrez {rt.settings.issuer}/demo/")
     run_gunicorn(host=host, port=port, workers=1, threads=4)
 
 

@@ -4,14 +4,23 @@ Everything is fictional: the FINESS numbers use department 99, which does not ex
 drawn from common French names, the e-mail addresses use the reserved ``.example`` domain. Identities
 are created through the directory services, so the audit journal records them like real ones.
 The data are the same at every run (one seeded random generator); only dates follow the calendar.
+
+With the settings at hand, the seed also prepares what ``hospiconnect demo`` shows in a browser: two
+demo relying parties (« DPI (démo) », class health-data, and « Intranet (démo) », class standard, served
+by :mod:`hospiconnect.devtools.demo_rp`) whose client secrets are kept in ``demo-clients.json`` in the
+instance folder, and four demo accounts with a known password — three of them with an authenticator
+application (TOTP) whose seed :func:`demo_credentials` reads back for the start-up banner.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import random
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -19,12 +28,20 @@ from sqlalchemy.orm import Session
 
 from hospiconnect.apitokens import services as token_services
 from hospiconnect.apitokens.models import ApiToken
+from hospiconnect.audit import service as audit
+from hospiconnect.authenticators import services as mie_services
+from hospiconnect.authenticators import totp
+from hospiconnect.authenticators.interfaces import PasswordRejected
+from hospiconnect.authenticators.models import Mie, MieTransition, TotpCredential
 from hospiconnect.crypto import InstanceKeys
+from hospiconnect.db import utcnow
 from hospiconnect.directory import services
-from hospiconnect.directory.models import Establishment, Identity, OrgUnit
+from hospiconnect.directory.models import Establishment, Identity, IdentityRole, OrgUnit
 from hospiconnect.directory.normalize import normalize_name
 from hospiconnect.directory.validation import luhn_complete
 from hospiconnect.errors import Forbidden
+from hospiconnect.idp import clients as client_services
+from hospiconnect.idp.models import Client
 from hospiconnect.settings import Settings
 
 ACTOR = "system:demo_seed"
@@ -336,6 +353,301 @@ def _seed_identities(session: Session, count: int, rnd: random.Random, today: dt
     return tally
 
 
+# --- demo relying parties and demo accounts ------------------------------------------------------------
+
+#: The password of every demo account: memorable, and accepted by the password policy.
+DEMO_PASSWORD = "Démo-HospiConnect-2026"
+#: File of the instance folder where the demo relying parties find their client secrets (mode 0600).
+DEMO_CLIENTS_FILE = "demo-clients.json"
+TOTP_LABEL = "Application d'authentification (démo)"
+TAG_CLIENT_UPDATED = "admin:client:updated"
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoApp:
+    """A demo relying party served by :mod:`hospiconnect.devtools.demo_rp` under ``/demo/<key>``."""
+
+    key: str
+    client_id: str
+    name: str
+    sensitivity: str
+    scopes: str
+    description: str
+
+    def redirect_uri(self, settings: Settings) -> str:
+        return f"{settings.issuer.rstrip('/')}/demo/{self.key}/callback"
+
+    def home_uri(self, settings: Settings) -> str:
+        """The app's page, also its registered ``post_logout_redirect_uri``."""
+        return f"{settings.issuer.rstrip('/')}/demo/{self.key}"
+
+
+DEMO_APPS: tuple[DemoApp, ...] = (
+    DemoApp("dpi", "demo-dpi", "DPI (démo)", "health-data", "openid profile rpps organization",
+            "Dossier patient informatisé fictif : il donne accès à des données de santé."),
+    DemoApp("intranet", "demo-intranet", "Intranet (démo)", "standard", "openid profile email organization",
+            "Intranet fictif de l'établissement : actualités, annuaire interne, menus du self."),
+)
+
+
+def demo_app(key: str) -> DemoApp | None:
+    """Return the demo app whose URL segment is ``key``, or None."""
+    return next((app for app in DEMO_APPS if app.key == key), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoAccountSpec:
+    """Who plays which part in the demo: a role, with or without RPPS, with or without TOTP."""
+
+    role: str
+    label: str
+    rpps: bool
+    totp: bool
+
+
+DEMO_ACCOUNTS: tuple[DemoAccountSpec, ...] = (
+    DemoAccountSpec("medecin", "Médecin (avec RPPS)", True, True),
+    DemoAccountSpec("ide", "Infirmier ou infirmière (avec RPPS)", True, True),
+    DemoAccountSpec("aide_soignant", "Aide-soignant ou aide-soignante (sans RPPS)", False, True),
+    DemoAccountSpec("administratif", "Agent administratif (mot de passe seul)", False, False),
+)
+
+
+def demo_clients_path(settings: Settings) -> Path:
+    """Return the path of ``demo-clients.json`` in the instance folder."""
+    return Path(settings.instance_path) / DEMO_CLIENTS_FILE
+
+
+def read_demo_clients(settings: Settings) -> dict[str, str]:
+    """Return ``{client_id: client secret}`` from ``demo-clients.json``; empty when missing or unreadable."""
+    try:
+        data = json.loads(demo_clients_path(settings).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    found = data.get("clients") if isinstance(data, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {k: v["client_secret"] for k, v in found.items()
+            if isinstance(v, dict) and isinstance(v.get("client_secret"), str)}
+
+
+def _write_demo_clients(settings: Settings, secrets_by_client: dict[str, str]) -> None:
+    """Write the secrets readable by the owner only, atomically: a reader never sees half a file."""
+    path = demo_clients_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"issuer": settings.issuer,
+            "note": "Secrets des applications de démonstration (hospiconnect demo) ; jamais en production.",
+            "clients": {cid: {"client_secret": secret} for cid, secret in sorted(secrets_by_client.items())}}
+    # mkstemp creates the file with mode 0600 before anything is written into it.
+    fd, tmp = tempfile.mkstemp(prefix=".demo-clients-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(body, handle, ensure_ascii=False, indent=2)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _add_missing_uris(session: Session, client: Client, redirect_uri: str, logout_uri: str) -> bool:
+    """Register the URIs of the current port too (the demo may be served on another port than the first
+    time); return True when something was added. The URIs already registered stay valid."""
+    redirects, logouts = client.redirect_uris, client.post_logout_redirect_uris
+    if redirect_uri in redirects and logout_uri in logouts:
+        return False
+    client_services.validate_uri(redirect_uri)
+    client_services.validate_uri(logout_uri, field="post_logout_redirect_uri")
+    if redirect_uri not in redirects:
+        redirects.append(redirect_uri)
+    if logout_uri not in logouts:
+        logouts.append(logout_uri)
+    client.redirect_uris_json = json.dumps(redirects)
+    client.post_logout_redirect_uris_json = json.dumps(logouts)
+    session.flush()
+    audit.record(session, TAG_CLIENT_UPDATED, actor=ACTOR, subject=f"client:{client.client_id}",
+                 details={"redirect_uris": redirects, "post_logout_redirect_uris": logouts})
+    return True
+
+
+def _ensure_demo_clients(session: Session, keys: InstanceKeys, settings: Settings) -> list[str]:
+    """Register the demo relying parties that are missing and keep ``demo-clients.json`` in step with the
+    database; return the names of the clients created or changed (empty when all was ready)."""
+    known = read_demo_clients(settings)
+    secrets_by_client = dict(known)
+    changed: list[str] = []
+    for app in DEMO_APPS:
+        redirect_uri, logout_uri = app.redirect_uri(settings), app.home_uri(settings)
+        client = client_services.get_client(session, app.client_id)
+        if client is None:
+            _, secret = client_services.add_client(
+                session, keys, name=app.name, redirect_uris=[redirect_uri], sensitivity=app.sensitivity,
+                auth_method="client_secret_basic", post_logout_redirect_uris=[logout_uri], scopes=app.scopes,
+                client_id=app.client_id, actor=ACTOR)
+            assert secret is not None  # client_secret_basic always has one
+            secrets_by_client[app.client_id] = secret
+            changed.append(app.name)
+            continue
+        updated = _add_missing_uris(session, client, redirect_uri, logout_uri)
+        secret = known.get(app.client_id)
+        if client.disabled_at is None and (secret is None or not client_services.check_secret(keys, client, secret)):
+            # Only the keyed hash is in the database: a lost or stale file is fixed with a new secret.
+            secrets_by_client[app.client_id] = client_services.rotate_secret(session, keys, app.client_id,
+                                                                             actor=ACTOR)
+            updated = True
+        if updated:
+            changed.append(app.name)
+    if secrets_by_client != known:
+        _write_demo_clients(settings, secrets_by_client)
+    return changed
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoAccount:
+    """A demo account as printed at start-up (the TOTP seed and URI only for accounts that have one)."""
+
+    label: str
+    role: str
+    user_name: str
+    name: str
+    rpps: str | None
+    password: str
+    totp_seed: str | None
+    otpauth_uri: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _demo_identity_ids(session: Session) -> set[int]:
+    """Return the identities whose password the demo seed set (the first transition of their password MIE
+    was made by :data:`ACTOR`): that is how the demo accounts are found again at the next start-up."""
+    return set(session.scalars(
+        select(Mie.identity_id).join(MieTransition, MieTransition.mie_id == Mie.id)
+        .where(Mie.type == "password", Mie.status != "revoked", MieTransition.from_status.is_(None),
+               MieTransition.actor == ACTOR)))
+
+
+def _with_role(session: Session, role: str) -> list[Identity]:
+    return list(session.scalars(select(Identity).join(IdentityRole, IdentityRole.identity_id == Identity.id)
+                                .where(IdentityRole.role == role).order_by(Identity.id)))
+
+
+def _demo_totp(session: Session, identity: Identity) -> Mie | None:
+    """Return the active TOTP MIE that the demo seed created for ``identity``, or None."""
+    return session.scalar(
+        select(Mie).join(MieTransition, MieTransition.mie_id == Mie.id)
+        .where(Mie.identity_id == identity.id, Mie.type == "totp", Mie.status == "active",
+               MieTransition.from_status.is_(None), MieTransition.actor == ACTOR)
+        .order_by(Mie.id.desc()).limit(1))
+
+
+def _find_demo_identity(session: Session, spec: DemoAccountSpec, marked: set[int]) -> Identity | None:
+    return next((i for i in _with_role(session, spec.role) if i.id in marked and i.is_active), None)
+
+
+def _candidates(session: Session, spec: DemoAccountSpec, taken: set[int]) -> list[Identity]:
+    """Active people of the role, without any MIE yet (nobody's own credentials are touched), those
+    without an end date first so that the account does not expire in the middle of a demo."""
+    with_mie = set(session.scalars(select(Mie.identity_id).distinct()))
+    found = [i for i in _with_role(session, spec.role)
+             if i.is_active and bool(i.rpps) == spec.rpps and i.id not in with_mie and i.id not in taken]
+    return sorted(found, key=lambda i: (i.end_date is not None, i.contract_type != "permanent", i.id))
+
+
+def _add_demo_totp(session: Session, keys: InstanceKeys, settings: Settings, identity: Identity) -> None:
+    """Give ``identity`` an active TOTP MIE with a fresh seed, as if enrolled at the desk."""
+    mie, _, _ = mie_services.begin_totp(session, identity, label=TOTP_LABEL, actor=ACTOR, keys=keys,
+                                        issuer=settings.establishment_name)
+    # Activated without a code: confirm_totp would consume the current time step, and the newcomer who
+    # signs in within the same 30 seconds would see the code refused as already used.
+    mie_services.transition(session, mie, "active", actor=ACTOR,
+                            reason="démonstration : application préconfigurée")
+    # The enrollment workflow records the identity check made at the desk; the demo simulates it so that
+    # the acr reached with this MIE is the one of a real, proofed deployment.
+    mie.proofing_method = "face_to_face"
+    mie.proofing_at = utcnow()
+    session.flush()
+
+
+def _ensure_demo_accounts(session: Session, keys: InstanceKeys, settings: Settings) -> tuple[int, int]:
+    """Prepare the demo accounts that are missing; return ``(accounts created, TOTP MIE created)``."""
+    marked = _demo_identity_ids(session)
+    taken: set[int] = set()
+    accounts = totps = 0
+    for spec in DEMO_ACCOUNTS:
+        identity = _find_demo_identity(session, spec, marked - taken)
+        if identity is None:
+            for candidate in _candidates(session, spec, taken | marked):
+                try:
+                    mie_services.set_password(session, candidate, DEMO_PASSWORD, actor=ACTOR,
+                                              establishment_name=settings.establishment_name)
+                except PasswordRejected:
+                    continue  # the password contains this person's name: take the next one
+                identity = candidate
+                accounts += 1
+                break
+        if identity is None:
+            continue  # a directory too small for this part
+        taken.add(identity.id)
+        if spec.totp and _demo_totp(session, identity) is None:
+            _add_demo_totp(session, keys, settings, identity)
+            totps += 1
+    return accounts, totps
+
+
+def demo_credentials(session: Session, keys: InstanceKeys, *, settings: Settings | None = None) -> list[DemoAccount]:
+    """Return the demo accounts prepared by :func:`seed_demo` — user name, password, TOTP seed and
+    ``otpauth://`` URI — in the order of :data:`DEMO_ACCOUNTS`, for the start-up banner of
+    ``hospiconnect demo``. Changes nothing.
+
+    Raises :class:`Forbidden` in production (same rule as :func:`seed_demo`): seeds are never shown there.
+    """
+    _refuse_in_production(settings)
+    issuer = settings.establishment_name if settings is not None else Settings.establishment_name
+    marked = _demo_identity_ids(session)
+    taken: set[int] = set()
+    found: list[DemoAccount] = []
+    for spec in DEMO_ACCOUNTS:
+        identity = _find_demo_identity(session, spec, marked - taken)
+        if identity is None:
+            continue
+        taken.add(identity.id)
+        seed = uri = None
+        mie = _demo_totp(session, identity) if spec.totp else None
+        credential = session.get(TotpCredential, mie.id) if mie is not None else None
+        if credential is not None and credential.secret_enc:
+            # Demo only: the seed is read back to be printed; the service keeps it encrypted at rest.
+            seed = mie_services._seed_of(keys, credential)
+            uri = totp.provisioning_uri(seed, account=identity.user_name, issuer=issuer)
+        found.append(DemoAccount(label=spec.label, role=spec.role, user_name=identity.user_name,
+                                 name=identity.display_name, rpps=identity.rpps, password=DEMO_PASSWORD,
+                                 totp_seed=seed, otpauth_uri=uri))
+    return found
+
+
+def credentials_banner(accounts: list[DemoAccount], settings: Settings) -> list[str]:
+    """Return the French lines that ``hospiconnect demo`` prints about the demo accounts and apps."""
+    base = settings.issuer.rstrip("/")
+    lines = ["Comptes de démonstration (identifiant / mot de passe / graine TOTP à saisir dans FreeOTP ou "
+             "Google Authenticator) :"]
+    if not accounts:
+        lines.append("  (aucun : l'annuaire ne contient personne pour ces rôles)")
+    for account in accounts:
+        lines.append(f"  • {account.label} — {account.name}")
+        lines.append(f"      identifiant : {account.user_name}   mot de passe : {account.password}")
+        if account.totp_seed:
+            lines.append(f"      graine TOTP : {account.totp_seed}")
+            lines.append(f"      {account.otpauth_uri}")
+        else:
+            lines.append("      pas de second facteur : le DPI (démo) lui refusera l'accès")
+    lines.append("Applications de démonstration :")
+    for app in DEMO_APPS:
+        need = "deux facteurs exigés" if app.sensitivity == "health-data" else "un facteur suffit"
+        lines.append(f"  • {app.name} ({need}) : {base}/demo/{app.key}")
+    return lines
+
+
 def seed_demo(session: Session, keys: InstanceKeys, count: int = 300, *, seed: int = DEFAULT_SEED,
               today: dt.date | None = None, settings: Settings | None = None) -> str:
     """Fill an empty directory with a fictional GHT and return a one-line French summary.
@@ -343,6 +655,12 @@ def seed_demo(session: Session, keys: InstanceKeys, count: int = 300, *, seed: i
     Idempotent: when identities already exist no identity is added; missing reference rows and the
     ``demo-scim`` API token are still created. The token's plaintext appears in the summary only when it
     is created. Works in the caller's transaction (nothing is committed here).
+
+    With ``settings`` (they give the issuer, hence the redirect URIs, and the instance folder), also: the
+    demo relying parties ``demo-dpi`` and ``demo-intranet`` (secrets written to ``demo-clients.json``,
+    mode 0600) and the demo accounts of :data:`DEMO_ACCOUNTS` — again only what is missing, so a second
+    run creates nothing and keeps the TOTP seeds. :func:`demo_credentials` returns the accounts.
+
     Raises :class:`Forbidden` when ``settings`` (or ``HOSPICONNECT_ENV`` when no settings are given)
     designate production.
     """
@@ -372,5 +690,19 @@ def seed_demo(session: Session, keys: InstanceKeys, count: int = 300, *, seed: i
         parts.append(f"jeton SCIM « {SCIM_TOKEN_NAME} » : {plaintext} (affiché cette fois seulement)")
     else:
         parts.append(f"jeton SCIM « {SCIM_TOKEN_NAME} » déjà créé")
+    if settings is not None:
+        changed = _ensure_demo_clients(session, keys, settings)
+        if changed:
+            names = " et ".join(f"« {name} »" for name in changed)
+            parts.append(f"application(s) de démonstration {names} enregistrée(s), secrets dans "
+                         f"{demo_clients_path(settings)}")
+        else:
+            parts.append("applications de démonstration déjà enregistrées")
+        accounts, totps = _ensure_demo_accounts(session, keys, settings)
+        if accounts or totps:
+            parts.append(f"{accounts} compte(s) de démonstration et {totps} application(s) "
+                         "d'authentification préparés")
+        else:
+            parts.append("comptes de démonstration déjà prêts")
     session.flush()
     return " ; ".join(parts) + "."

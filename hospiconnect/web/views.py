@@ -31,13 +31,18 @@ def init_app(app: Flask) -> None:
     # Registered only outside production: the pages have no sign-in yet.
     directory_views.init_app(app)
     _register_identity_provider(app)
+    if app.config["SETTINGS"].env in ("demo", "development"):
+        # The demo relying parties (/demo/…): never in production, nor in tests that do not ask for them.
+        from hospiconnect.devtools import demo_rp
+
+        demo_rp.init_app(app)
 
 
 def _register_identity_provider(app: Flask) -> None:
-    from hospiconnect.authenticators.views import bp as mie_bp
     from hospiconnect.idp.interaction_views import bp as interaction_bp
     from hospiconnect.idp.views import bp as protocol_bp
     from hospiconnect.idp.wellknown import bp as wellknown_bp
+    from hospiconnect.web.self_service import bp as mie_bp
     from hospiconnect.web.security import csrf
 
     # Protocol endpoints authenticate clients themselves (no browser form, no CSRF token).

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import os
 import re
+import stat
 from collections import Counter
 
 import pytest
@@ -13,10 +16,24 @@ from hospiconnect.apitokens import services as token_services
 from hospiconnect.apitokens.models import ApiToken
 from hospiconnect.audit import service as audit
 from hospiconnect.audit.models import AuditEvent
-from hospiconnect.devtools.seed import SCIM_TOKEN_NAME, seed_demo
+from hospiconnect.authenticators import services as mie_services
+from hospiconnect.authenticators import totp
+from hospiconnect.authenticators.models import Mie
+from hospiconnect.devtools.seed import (
+    DEMO_PASSWORD,
+    SCIM_TOKEN_NAME,
+    credentials_banner,
+    demo_clients_path,
+    demo_credentials,
+    read_demo_clients,
+    seed_demo,
+)
 from hospiconnect.directory.models import Establishment, Identity, OrgUnit
 from hospiconnect.directory.validation import CONTRACT_TYPES, FINESS_RE, luhn_valid
 from hospiconnect.errors import Forbidden
+from hospiconnect.idp import clients
+from hospiconnect.idp.models import Client
+from hospiconnect.ratelimit import make_throttle
 from hospiconnect.settings import Settings
 
 TODAY = dt.date(2026, 11, 27)
@@ -108,3 +125,144 @@ def test_refused_in_production(rt, session, instance_dir, monkeypatch):
         seed_demo(session, rt.keys, count=5)
     assert session.scalar(select(func.count(Identity.id))) == 0
     assert session.scalar(select(func.count(Establishment.id))) == 0
+
+
+# --- demo relying parties and demo accounts -------------------------------------------------------------
+
+@pytest.fixture()
+def demo_settings(rt, tmp_path):  # type: ignore[no-untyped-def]
+    """Demo settings on the test database, with an instance folder of their own (demo-clients.json)."""
+    return dataclasses.replace(rt.settings, env="demo", issuer="http://localhost:5099", instance_path=tmp_path)
+
+
+def _mie_rows(session):  # type: ignore[no-untyped-def]
+    return sorted((m.identity_id, m.type, m.status) for m in session.scalars(select(Mie)))
+
+
+def test_demo_clients_are_registered_once_with_their_secret_in_the_instance_folder(rt, session, demo_settings):
+    summary = seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings)
+    session.commit()
+    assert "« DPI (démo) » et « Intranet (démo) » enregistrée(s)" in summary
+    path = demo_clients_path(demo_settings)
+    assert path.parent == demo_settings.instance_path
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    stored = read_demo_clients(demo_settings)
+    assert set(stored) == {"demo-dpi", "demo-intranet"}
+    expected = {"demo-dpi": ("health-data", "dpi"), "demo-intranet": ("standard", "intranet")}
+    for client_id, (sensitivity, key) in expected.items():
+        client = clients.get_client(session, client_id)
+        assert client.sensitivity == sensitivity
+        assert client.token_endpoint_auth_method == "client_secret_basic"
+        assert client.redirect_uris == [f"http://localhost:5099/demo/{key}/callback"]
+        assert client.post_logout_redirect_uris == [f"http://localhost:5099/demo/{key}"]
+        assert clients.check_secret(rt.keys, client, stored[client_id])
+    assert "openid" in clients.get_client(session, "demo-dpi").scopes.split()
+
+    again = seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings)
+    session.commit()
+    assert "applications de démonstration déjà enregistrées" in again
+    assert read_demo_clients(demo_settings) == stored
+    assert session.scalar(select(func.count(Client.id))) == 2
+
+
+def test_lost_secret_file_or_new_port_fix_the_clients_without_duplicates(rt, session, demo_settings):
+    seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings)
+    session.commit()
+    old = read_demo_clients(demo_settings)
+    demo_clients_path(demo_settings).unlink()
+    moved = dataclasses.replace(demo_settings, issuer="http://localhost:5100")
+    summary = seed_demo(session, rt.keys, count=40, today=TODAY, settings=moved)
+    session.commit()
+    assert "enregistrée(s)" in summary
+    new = read_demo_clients(moved)
+    assert set(new) == {"demo-dpi", "demo-intranet"} and not set(new.values()) & set(old.values())
+    dpi = clients.get_client(session, "demo-dpi")
+    assert clients.check_secret(rt.keys, dpi, new["demo-dpi"])
+    assert not clients.check_secret(rt.keys, dpi, old["demo-dpi"])
+    assert dpi.redirect_uris == ["http://localhost:5099/demo/dpi/callback", "http://localhost:5100/demo/dpi/callback"]
+    assert "http://localhost:5100/demo/dpi" in dpi.post_logout_redirect_uris
+    assert session.scalar(select(func.count(Client.id))) == 2
+
+
+def test_demo_accounts_have_the_password_and_three_of_them_a_totp_seed(rt, session, demo_settings):
+    summary = seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings)
+    session.commit()
+    assert "4 compte(s) de démonstration et 3 application(s) d'authentification préparés" in summary
+    accounts = demo_credentials(session, rt.keys, settings=demo_settings)
+    assert [a.role for a in accounts] == ["medecin", "ide", "aide_soignant", "administratif"]
+    by_role = {a.role: a for a in accounts}
+    assert by_role["medecin"].rpps and by_role["ide"].rpps
+    assert by_role["aide_soignant"].rpps is None and by_role["administratif"].rpps is None
+    assert by_role["administratif"].totp_seed is None and by_role["administratif"].otpauth_uri is None
+    throttle = make_throttle(demo_settings)
+    for account in accounts:
+        identity, _ = mie_services.verify_password(session, account.user_name, DEMO_PASSWORD, client_ip=None,
+                                                   throttle=throttle)
+        assert identity.is_active and account.role in identity.role_names
+        assert account.as_dict()["password"] == DEMO_PASSWORD
+        if account.totp_seed:
+            assert re.fullmatch(r"[A-Z2-7]{32}", account.totp_seed)
+            assert account.otpauth_uri.startswith("otpauth://totp/")
+            assert f"secret={account.totp_seed}" in account.otpauth_uri
+            # The seed printed is the one the provider checks: a code computed from it is accepted.
+            mie = mie_services.verify_totp(session, identity, totp.code_at(account.totp_seed, dt.datetime.now(dt.UTC)),
+                                           client_ip=None, throttle=throttle, keys=rt.keys)
+            assert mie.status == "active" and mie.proofing_method == "face_to_face"
+    session.commit()
+    assert len({a.totp_seed for a in accounts if a.totp_seed}) == 3
+    assert len({a.user_name for a in accounts}) == 4
+
+
+def test_second_run_creates_nothing_and_keeps_the_seeds(rt, session, demo_settings):
+    seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings)
+    session.commit()
+    first = demo_credentials(session, rt.keys, settings=demo_settings)
+    mies, events = _mie_rows(session), session.scalar(select(func.count(AuditEvent.id)))
+
+    summary = seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings)
+    session.commit()
+    assert "comptes de démonstration déjà prêts" in summary
+    assert demo_credentials(session, rt.keys, settings=demo_settings) == first
+    assert _mie_rows(session) == mies
+    assert session.scalar(select(func.count(AuditEvent.id))) == events
+
+
+def test_a_revoked_demo_totp_is_replaced_and_nobody_elses_credentials_are_touched(rt, session, demo_settings):
+    seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings)
+    session.commit()
+    doctor = demo_credentials(session, rt.keys, settings=demo_settings)[0]
+    identity = session.scalar(select(Identity).where(Identity.user_name == doctor.user_name))
+    (old,) = mie_services.active_mie_for(session, identity, "totp")
+    mie_services.transition(session, old, "revoked", actor="test", reason="téléphone perdu")
+    session.commit()
+    seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings)
+    session.commit()
+    again = demo_credentials(session, rt.keys, settings=demo_settings)[0]
+    assert again.user_name == doctor.user_name and again.totp_seed and again.totp_seed != doctor.totp_seed
+    # Only the four demo accounts have MIE.
+    assert len({identity_id for identity_id, _, _ in _mie_rows(session)}) == 4
+
+
+def test_without_settings_no_demo_client_nor_account(rt, session):
+    seed_demo(session, rt.keys, count=20, today=TODAY)
+    assert session.scalar(select(func.count(Client.id))) == 0
+    assert session.scalar(select(func.count(Mie.id))) == 0
+
+
+def test_demo_credentials_are_refused_in_production(rt, session, demo_settings):
+    with pytest.raises(Forbidden):
+        demo_credentials(session, rt.keys, settings=dataclasses.replace(demo_settings, env="production"))
+
+
+def test_banner_lists_accounts_seeds_and_the_two_apps(rt, session, demo_settings):
+    seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings)
+    accounts = demo_credentials(session, rt.keys, settings=demo_settings)
+    text = "\n".join(credentials_banner(accounts, demo_settings))
+    assert text.startswith("Comptes de démonstration")
+    assert "FreeOTP ou Google Authenticator" in text
+    for account in accounts:
+        assert account.user_name in text
+    assert text.count(DEMO_PASSWORD) == 4
+    assert sum(1 for a in accounts if a.totp_seed and a.totp_seed in text) == 3
+    assert "le DPI (démo) lui refusera l'accès" in text
+    assert "http://localhost:5099/demo/dpi" in text and "http://localhost:5099/demo/intranet" in text

@@ -195,6 +195,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if row is None:
             _journal_refusal(server, self.request, "unknown_code")
             return None
+        row = tokens.lock_code(server.db(), row)
         if row.used_at is not None:
             # RFC 6749 §4.1.2: a second use is an attack or a bug; the tokens of the first use die too.
             revoked = tokens.revoke_code_tokens(server.db(), row.id)
@@ -228,8 +229,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         row = record.row
         # The one conditional UPDATE that decides, after PKCE and redirect_uri have been checked.
         if not tokens.redeem_code(server.db(), row):
-            _journal_refusal(server, self.request, "code_race_or_expired")
+            # Token rows first, the journal last (its lock is held until commit).
             revoked = tokens.revoke_code_tokens(server.db(), row.id)
+            _journal_refusal(server, self.request, "code_race_or_expired")
             if revoked:
                 audit.record(server.db(), tags.OIDC_CODE_REUSED, actor=f"client:{row.client_id}",
                              subject=_public_id(server, row.identity_id), client_ip=server.client_ip(),
@@ -265,6 +267,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if row is None:
             _journal_refusal(server, self.request, "unknown_refresh_token")
             return None
+        # Concurrent uses of one family wait here, before any write, then see each other's outcome.
+        tokens.lock_family(server.db(), row.family_id)
+        server.db().refresh(row)
         if row.used_at is not None:
             self._reused(row)
             return None

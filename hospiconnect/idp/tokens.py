@@ -95,6 +95,23 @@ def redeem_code(session: Session, code: AuthorizationCode, now: dt.datetime | No
     return bool(done)
 
 
+def lock_code(session: Session, code: AuthorizationCode) -> AuthorizationCode:
+    """Lock the code's row until commit and return it re-read.
+
+    Every request about one code waits here, before anything else is written (the journal included): two
+    concurrent redemptions are then decided one after the other — the second sees the code used and
+    revokes what the first obtained — instead of deadlocking on the token rows and the journal's lock.
+    """
+    return session.scalars(select(AuthorizationCode).where(AuthorizationCode.id == code.id).with_for_update()
+                           .execution_options(populate_existing=True)).one()
+
+
+def lock_family(session: Session, family_id: str) -> None:
+    """Lock every token row of one grant, in id order, until commit (rotation, reuse and revocation of one
+    family are serialised before any journal write; the fixed order prevents deadlocks)."""
+    session.execute(select(Token.id).where(Token.family_id == family_id).order_by(Token.id).with_for_update())
+
+
 def revoke_code_tokens(session: Session, code_id: int, now: dt.datetime | None = None) -> int:
     """Revoke every token issued from the code ``code_id``, including the tokens its refresh tokens were
     exchanged for (same family); return how many were revoked."""
@@ -215,6 +232,7 @@ def revoke(session: Session, token: Token, now: dt.datetime | None = None) -> in
     """Revoke one token (RFC 7009 §2.1): an access token alone; a refresh token with its whole family,
     since the grant it stands for is withdrawn. Returns how many tokens were revoked."""
     if token.kind == "refresh":
+        lock_family(session, token.family_id)
         return revoke_family(session, token.family_id, now)
     now = now or utcnow()
     return session.execute(

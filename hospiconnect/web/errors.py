@@ -87,7 +87,9 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)
     def _database(exc: Exception) -> Response:
-        log.error("base de données indisponible : %s", exc.__class__.__name__)
+        origin = getattr(exc, "orig", None) or exc
+        first_line = (str(origin).strip().splitlines() or [""])[0][:200]
+        log.error("base de données indisponible : %s: %s", origin.__class__.__name__, first_line)
         return error_response(503, "La base de données est momentanément injoignable. Réessayez dans un instant.",
                               code="unavailable", headers={"Retry-After": "5"})
 

@@ -204,6 +204,6 @@ def test_every_mie_stays_recorded(session):
     mie = make_active(session, person)
     services.remove(session, mie, actor="officer", allow_last=True)
     session.commit()
-    rows = session.scalars(select(MieTransition).where(MieTransition.mie_id == mie.id)).all()
+    rows = session.scalars(select(MieTransition).where(MieTransition.mie_id == mie.id).order_by(MieTransition.id)).all()
     assert [r.to_status for r in rows] == ["pending", "active", "revoked"]
     assert session.get(Mie, mie.id) is not None

@@ -45,6 +45,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN, create_s256_code_challenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core.grants import OpenIDCode
+from sqlalchemy.orm import lazyload
 
 from hospiconnect.audit import service as audit
 from hospiconnect.audit import tags
@@ -113,7 +114,9 @@ def _journal_refusal(server: "Server", request: Any, reason: str, **details: Any
 
 
 def _active_identity(server: "Server", identity_id: int) -> Identity | None:
-    identity = server.db().get(Identity, identity_id)
+    # Relationships (establishments, units, roles) load only if the claims need them: a refresh grant
+    # usually does not, and selectin loading them costs three queries per request.
+    identity = server.db().get(Identity, identity_id, options=[lazyload("*")])
     return identity if identity is not None and identity.is_active else None
 
 

@@ -31,9 +31,18 @@ test-postgres: $(STAMP)
 	  $(BIN)/python -m pytest -q -p no:cacheprovider; \
 	else echo "HOSPICONNECT_TEST_DATABASE_URL is not set: PostgreSQL run skipped"; fi
 
-## Benchmarks (results are recorded in README.md)
+## Benchmarks (results are recorded in README.md); BENCH_DATABASE_URL is emptied by them.
+BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/hospiconnect_bench
 bench: $(STAMP)
+	-psql -q -d "$(BENCH_DATABASE_URL:/hospiconnect_bench=/postgres)" -c "CREATE DATABASE hospiconnect_bench" 2>/dev/null
 	$(BIN)/python benchmarks/directory.py
+	$(BIN)/python benchmarks/directory.py --database-url "$(BENCH_DATABASE_URL)"
+	rm -rf $(CURDIR)/.bench-instance
+	HOSPICONNECT_DATABASE_URL="$(BENCH_DATABASE_URL)" HOSPICONNECT_INSTANCE_PATH=$(CURDIR)/.bench-instance \
+	  sh -c '$(BIN)/hospiconnect init >/dev/null && \
+	  $(BIN)/python benchmarks/authenticators.py && $(BIN)/python benchmarks/webauthn_bench.py 1000'
+	rm -rf $(CURDIR)/.bench-instance
+	$(BIN)/python benchmarks/idp.py --database-url "$(BENCH_DATABASE_URL)"
 
 lint: $(STAMP)
 	$(BIN)/lint-imports

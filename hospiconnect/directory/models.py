@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hospiconnect.db import Base, UTCDateTime, utcnow
@@ -40,6 +40,10 @@ class Identity(Base):
     __tablename__ = "identities"
     __table_args__ = (
         Index("ix_identities_dedup", "birth_family_name_norm", "first_given_name_norm", "birth_date"),
+        # SCIM sorting and filtering at 100,000 identities (migration 0005).
+        Index("ix_identities_family_sort", text("coalesce(usage_name_norm, birth_family_name_norm)"), "id"),
+        Index("ix_identities_created_id", "created_at", "id"),
+        Index("ix_identities_birth_date", "birth_date"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

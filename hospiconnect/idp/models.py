@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hospiconnect.db import Base, UTCDateTime, utcnow
@@ -38,6 +38,8 @@ class Client(Base):
     scopes: Mapped[str] = mapped_column(String(500), default="openid profile email")
     # Optional claims profile (e.g. "psc" for delegation to Pro Santé Connect).
     profile: Mapped[str | None] = mapped_column(String(30))
+    # OpenID Connect Dynamic Client Registration §2: NULL means ES256 (see hospiconnect.idp.oidc.id_token_alg).
+    id_token_signed_response_alg: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
@@ -204,3 +206,15 @@ class BackchannelDelivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(String(300))
+
+
+class UsedClientAssertion(Base):
+    """A ``jti`` of a ``private_key_jwt`` client assertion already accepted (RFC 7523 §3, item 7)."""
+
+    __tablename__ = "oidc_client_assertions"
+    __table_args__ = (UniqueConstraint("client_id", "jti_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(100))
+    jti_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)

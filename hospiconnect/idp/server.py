@@ -43,17 +43,17 @@ from flask import request as flask_request
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import Integer, String, UniqueConstraint, delete, insert
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from hospiconnect import appctx
 from hospiconnect.audit import service as audit
 from hospiconnect.audit import tags
 from hospiconnect.crypto import InstanceKeys
-from hospiconnect.db import Base, UTCDateTime, utcnow
+from hospiconnect.db import utcnow
 from hospiconnect.idp import clients, grants, tokens
-from hospiconnect.idp.models import Client
+from hospiconnect.idp.models import Client, UsedClientAssertion
 from hospiconnect.settings import Settings
 
 log = logging.getLogger("hospiconnect.idp")
@@ -69,18 +69,6 @@ MAX_ASSERTION_LENGTH = 8000
 def safe_description(text: object) -> str:
     """Return ``text`` reduced to the characters RFC 6749 §5.2 allows in ``error_description``."""
     return "".join(c if 0x20 <= ord(c) <= 0x7E and c not in '"\\' else " " for c in str(text))[:200]
-
-
-class UsedClientAssertion(Base):
-    """A ``jti`` of a ``private_key_jwt`` client assertion already accepted (RFC 7523 §3, item 7)."""
-
-    __tablename__ = "oidc_client_assertions"
-    __table_args__ = (UniqueConstraint("client_id", "jti_hash"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    client_id: Mapped[str] = mapped_column(String(100))
-    jti_hash: Mapped[str] = mapped_column(String(64))
-    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class OAuthClient(ClientMixin):

@@ -69,6 +69,8 @@ class Settings:
     id_token_minutes: int = 5
     refresh_token_hours: int = 12
     interaction_minutes: int = 15
+    # Enrollment: lifetime of an activation code handed to a person
+    activation_hours: int = 72
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -109,6 +111,7 @@ class Settings:
             id_token_minutes=_int(env, "HOSPICONNECT_ID_TOKEN_MINUTES", cls.id_token_minutes),
             refresh_token_hours=_int(env, "HOSPICONNECT_REFRESH_TOKEN_HOURS", cls.refresh_token_hours),
             interaction_minutes=_int(env, "HOSPICONNECT_INTERACTION_MINUTES", cls.interaction_minutes),
+            activation_hours=_int(env, "HOSPICONNECT_ACTIVATION_HOURS", cls.activation_hours),
         )
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]

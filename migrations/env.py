@@ -9,6 +9,7 @@ import hospiconnect.apitokens.models  # noqa: F401  (register tables)
 import hospiconnect.audit.models  # noqa: F401
 import hospiconnect.authenticators.models  # noqa: F401
 import hospiconnect.directory.models  # noqa: F401
+import hospiconnect.enrollment.models  # noqa: F401
 import hospiconnect.idp.models  # noqa: F401
 import hospiconnect.ratelimit_models  # noqa: F401
 from hospiconnect.db import Base

@@ -16,6 +16,7 @@ from hospiconnect.authenticators import notifications, webauthn
 from hospiconnect.db import utcnow
 from hospiconnect.directory import services as directory
 from hospiconnect.directory.models import Identity
+from hospiconnect.enrollment import services as enrollment
 from hospiconnect.idp import interactions, login_session, logout, tokens
 from hospiconnect.idp.models import SsoSession
 from hospiconnect.runtime import Runtime
@@ -42,6 +43,8 @@ def run_all(rt: Runtime, *, today: dt.date | None = None) -> dict[str, Any]:
                                                        keys=rt.keys, settings=settings) for i in ids)
         ended += login_session.end_expired(session, rt.keys, settings, now=now)
         report["sessions_ended"] = ended
+    with rt.db.session() as session:
+        report["enrollment_cases_expired"] = enrollment.expire_cases(session, now)
     with rt.db.session() as session:
         report["purged"] = {
             "webauthn_challenges": webauthn.purge_expired_challenges(session, now),

@@ -70,7 +70,8 @@ def test_jobs_run_applies_the_directory_lifecycle_and_is_idempotent(rt, session)
     assert first.exit_code == 0, first.output
     report = json.loads(first.stdout)
     assert report["directory"]["suspended"] == 1
-    assert set(report) >= {"sessions_ended", "purged", "notifications", "backchannel_logout"}
+    assert set(report) >= {"sessions_ended", "purged", "notifications", "backchannel_logout",
+                           "enrollment_cases_expired"}
     second = json.loads(runner.invoke(main, ["jobs", "run", "--today", "2026-11-27", "--json"], obj=rt).stdout)
     assert second["directory"]["suspended"] == 0
     session.expire_all()

@@ -161,7 +161,25 @@ def rotate(session: Session, keys: InstanceKeys, settings: Settings, *, actor: s
     return result
 
 
+# Decrypted keys by (kid, ciphertext): decrypting and importing a key at every signature costs more than
+# signing. Which key signs is still decided from the database at every call, and a key is only served from
+# here while the key file still holds the KEK its ciphertext names.
+_PRIVATE_CACHE: dict[tuple[str, str], SigningJWK] = {}
+
+
 def _load_private(keys: InstanceKeys, row: SigningKey) -> SigningJWK:
+    cache_key = (row.kid, row.private_jwk_enc)
+    cached = _PRIVATE_CACHE.get(cache_key)
+    if cached is not None and crypto.kid_of(row.private_jwk_enc) in keys.kek:
+        return cached
+    key = _decrypt_private(keys, row)
+    if len(_PRIVATE_CACHE) > 64:
+        _PRIVATE_CACHE.clear()
+    _PRIVATE_CACHE[cache_key] = key
+    return key
+
+
+def _decrypt_private(keys: InstanceKeys, row: SigningKey) -> SigningJWK:
     data = json.loads(crypto.decrypt(keys, row.private_jwk_enc, _aad(row.kid)))
     params = {"alg": row.alg, "use": "sig", "kid": row.kid}
     if data.get("kty") == "RSA":

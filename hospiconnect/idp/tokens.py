@@ -32,6 +32,7 @@ from typing import Iterable
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hospiconnect.crypto import InstanceKeys
 from hospiconnect.db import utcnow
@@ -91,7 +92,8 @@ def redeem_code(session: Session, code: AuthorizationCode, now: dt.datetime | No
         .values(used_at=now).execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if done:
-        code.used_at = now
+        # Already written by the UPDATE: record it as loaded state, or the ORM would write it again.
+        set_committed_value(code, "used_at", now)
     return bool(done)
 
 
@@ -215,7 +217,7 @@ def rotate(session: Session, token: Token, now: dt.datetime | None = None) -> bo
         .values(used_at=now).execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if done:
-        token.used_at = now
+        set_committed_value(token, "used_at", now)
     return bool(done)
 
 

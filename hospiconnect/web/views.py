@@ -42,11 +42,13 @@ def _register_identity_provider(app: Flask) -> None:
     from hospiconnect.idp.interaction_views import bp as interaction_bp
     from hospiconnect.idp.views import bp as protocol_bp
     from hospiconnect.idp.wellknown import bp as wellknown_bp
+    from hospiconnect.web.activation import bp as activation_bp
+    from hospiconnect.web.enrollment_desk import bp as desk_bp
     from hospiconnect.web.self_service import bp as mie_bp
     from hospiconnect.web.security import csrf
 
     # Protocol endpoints authenticate clients themselves (no browser form, no CSRF token).
     csrf.exempt(protocol_bp)
     csrf.exempt(wellknown_bp)
-    for blueprint in (wellknown_bp, protocol_bp, interaction_bp, mie_bp):
+    for blueprint in (wellknown_bp, protocol_bp, interaction_bp, mie_bp, desk_bp, activation_bp):
         app.register_blueprint(blueprint)

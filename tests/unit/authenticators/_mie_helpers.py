@@ -19,7 +19,7 @@ T0 = dt.datetime(2026, 11, 27, 9, 0, 0, tzinfo=dt.timezone.utc)
 GOOD_PASSWORD = "correct cheval pile agrafe"
 
 
-def redis_backend_or_skip() -> RedisBackend:
+def redis_backend_for_tests() -> RedisBackend:
     import redis
 
     prefix = f"hc-test:{uuid.uuid4().hex[:12]}:"
@@ -27,7 +27,8 @@ def redis_backend_or_skip() -> RedisBackend:
     try:
         backend.client.ping()  # type: ignore[attr-defined]
     except redis.exceptions.ConnectionError:
-        pytest.skip(f"Redis unreachable at {REDIS_URL}")
+        # Redis runs on every machine of this project (.ci/run starts it): its absence is a failure.
+        pytest.fail(f"Redis unreachable at {REDIS_URL}")
     return backend
 
 
@@ -41,7 +42,7 @@ def cleanup_redis(backend: RedisBackend) -> None:
 def throttle(request, settings):  # type: ignore[no-untyped-def]
     """A throttle with the default policy (threshold from settings) on each backend."""
     if request.param == "redis":
-        backend = redis_backend_or_skip()
+        backend = redis_backend_for_tests()
         yield Throttle(backend, ThrottlePolicy.from_settings(settings))
         cleanup_redis(backend)
     else:

@@ -17,7 +17,7 @@ from hospiconnect.ratelimit import (
     account_key,
     make_throttle,
 )
-from tests.unit.authenticators._mie_helpers import T0, cleanup_redis, redis_backend_or_skip
+from tests.unit.authenticators._mie_helpers import T0, cleanup_redis, redis_backend_for_tests
 
 POLICY = ThrottlePolicy(lockout_threshold=10, lockout_seconds=15 * 60)
 
@@ -25,7 +25,7 @@ POLICY = ThrottlePolicy(lockout_threshold=10, lockout_seconds=15 * 60)
 @pytest.fixture(params=["database", "redis"])
 def throttle(request):
     if request.param == "redis":
-        backend = redis_backend_or_skip()
+        backend = redis_backend_for_tests()
         yield Throttle(backend, POLICY)
         cleanup_redis(backend)
     else:

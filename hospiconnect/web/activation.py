@@ -17,7 +17,6 @@ Forms are POSTed with their CSRF token and answered with a 303, except the pages
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -41,6 +40,7 @@ from hospiconnect.enrollment.interfaces import ActivationCodeRefused, CaseNotFou
 from hospiconnect.enrollment.models import EnrollmentCase
 from hospiconnect.errors import HospiConnectError
 from hospiconnect.ratelimit import Throttled, make_throttle
+from hospiconnect.web.json_input import json_object
 
 bp = Blueprint("activation", __name__, url_prefix="/activation")
 
@@ -52,7 +52,6 @@ MAX_PASSWORD_CHARS = 1024
 MIE_ID_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
 CHALLENGE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # A registration response is a few kilobytes; the WebAuthn layer refuses more than 64 KiB of credential.
-MAX_JSON_BYTES = 80 * 1024
 
 
 @bp.after_request
@@ -293,20 +292,6 @@ def key_options() -> Response | tuple[Response, int]:
     return jsonify({"challengeId": challenge_id, "publicKey": options})
 
 
-def _json_body() -> dict[str, Any] | None:
-    """Return the request's JSON object, or None when it is too large, not JSON or not an object."""
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        return None
-    raw = request.get_data(cache=False)
-    if len(raw) > MAX_JSON_BYTES:
-        return None
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return body if isinstance(body, dict) else None
-
-
 @bp.post("/cle")
 def key_register() -> Response | tuple[Response, int]:
     """Finish the registration (``{challengeId, label, credential}``) and activate the key for the case."""
@@ -315,7 +300,7 @@ def key_register() -> Response | tuple[Response, int]:
         assert error is not None
         return error
     flow, case, identity = loaded
-    body = _json_body()
+    body = json_object()
     if body is None:
         return _json_error(400, "invalid_request", _("La demande est mal formée. Rechargez la page et recommencez."))
     label = body.get("label")

@@ -49,6 +49,7 @@ from hospiconnect.directory.models import Identity
 from hospiconnect.errors import Conflict, HospiConnectError
 from hospiconnect.idp import login_session
 from hospiconnect.idp.models import SsoSession
+from hospiconnect.web.json_input import json_object
 
 bp = Blueprint("mie", __name__, url_prefix="/mes-moyens")
 
@@ -58,7 +59,6 @@ RECENT_SIGNINS = 20
 # are enough to find the last sign-ins even after a burst of MIE changes.
 JOURNAL_SCAN = 300
 # A registration response is a few kilobytes; the WebAuthn layer refuses more than 64 KiB of credential.
-MAX_JSON_BYTES = 80 * 1024
 MAX_CODE_CHARS = 32
 REFUSED_TAG = "mie:self_service:refused"
 CHALLENGE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -495,27 +495,13 @@ def key_options() -> Response | tuple[str, int]:
     return jsonify({"challengeId": challenge_id, "publicKey": options})
 
 
-def _json_body() -> dict[str, Any] | None:
-    """Return the request's JSON object, or None when it is too large, not JSON or not an object."""
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        return None
-    raw = request.get_data(cache=False)
-    if len(raw) > MAX_JSON_BYTES:
-        return None
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return body if isinstance(body, dict) else None
-
-
 @bp.post("/cle")
 def key_register() -> Response | tuple[str, int]:
     """Finish a registration: JSON ``{challengeId, label, credential}`` (``credential.toJSON()``)."""
     denied = _require(ADD)
     if denied is not None:
         return denied
-    body = _json_body()
+    body = json_object()
     if body is None:
         return _json_error(400, "invalid_request",
                            _("La demande est mal formée. Rechargez la page et recommencez."))

@@ -30,8 +30,11 @@ def init(ctx: click.Context, as_json: bool) -> None:
     result = rt.init()
     from hospiconnect.idp import keys as signing_keys
 
+    from hospiconnect.enrollment import upstream_keys
+
     with rt.db.session() as session:
         result["signing_keys_created"] = signing_keys.ensure_keys(session, rt.keys)
+        result["encryption_keys_created"] = upstream_keys.ensure_keys(session, rt.keys)
     for message in rt.settings.insecure_defaults():
         click.echo(f"Attention : {message}", err=True)
     emit(result, as_json, lambda r: (
@@ -77,8 +80,11 @@ def demo(ctx: click.Context, host: str, port: int, identities: int) -> None:
     rt.init()
     from hospiconnect.idp import keys as signing_keys
 
+    from hospiconnect.enrollment import upstream_keys
+
     with rt.db.session() as session:
         signing_keys.ensure_keys(session, rt.keys)
+        upstream_keys.ensure_keys(session, rt.keys)
         report = seed_demo(session, rt.keys, count=identities, settings=rt.settings)
         # Demo only (production was refused above): the seeds are printed so that a newcomer can sign in.
         accounts = demo_credentials(session, rt.keys, settings=rt.settings)

@@ -34,10 +34,12 @@ def rotate_kek(ctx: click.Context, as_json: bool) -> None:
     previous = crypto.load_keys(rt.settings.secret_key_file).current_kek_id
     kid = crypto.rotate_kek(rt.settings.secret_key_file)
     _reload(rt)
+    from hospiconnect.enrollment import upstream_keys
     from hospiconnect.idp import keys as signing_keys
 
     with rt.db.session() as session:
-        count = services.reencrypt_secrets(session, rt.keys) + signing_keys.reencrypt(session, rt.keys)
+        count = (services.reencrypt_secrets(session, rt.keys) + signing_keys.reencrypt(session, rt.keys)
+                 + upstream_keys.reencrypt(session, rt.keys))
         audit.record(session, tags.SYSTEM_KEK_ROTATED, actor="cli", subject=f"kek:{kid}",
                      details={"previous_kid": previous, "kid": kid, "reencrypted": count})
         by_key = services.secrets_by_key(session)
@@ -55,11 +57,13 @@ def reencrypt(ctx: click.Context, as_json: bool) -> None:
     """Rechiffre avec la clé courante les secrets encore chiffrés par une ancienne clé (peut être relancé)."""
     from hospiconnect.authenticators import services
 
+    from hospiconnect.enrollment import upstream_keys
     from hospiconnect.idp import keys as signing_keys
 
     rt = runtime_of(ctx)
     with rt.db.session() as session:
-        count = services.reencrypt_secrets(session, rt.keys) + signing_keys.reencrypt(session, rt.keys)
+        count = (services.reencrypt_secrets(session, rt.keys) + signing_keys.reencrypt(session, rt.keys)
+                 + upstream_keys.reencrypt(session, rt.keys))
         by_key = services.secrets_by_key(session)
     data = {"kid": rt.keys.current_kek_id, "reencrypted": count, "secrets_by_key": by_key}
     emit(data, as_json, lambda d: f"{d['reencrypted']} secret(s) rechiffré(s) avec la clé {d['kid']}.")

@@ -71,6 +71,15 @@ class Settings:
     interaction_minutes: int = 15
     # Enrollment: lifetime of an activation code handed to a person
     activation_hours: int = 72
+    # Remote enrollment through FranceConnect+. An empty discovery URL disables it in production; elsewhere
+    # it designates the FranceConnect+ simulator of this instance (``fcplus_simulator_enabled``).
+    fcplus_discovery_url: str = ""
+    fcplus_client_id: str = ""
+    fcplus_client_secret: str = ""
+    fcplus_acr_values: str = "eidas2"
+    fcplus_token_auth_method: str = "client_secret_post"
+    # Days an invitation e-mail stays valid (bounded by the case's own expiry).
+    invitation_days: int = 7
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -112,6 +121,12 @@ class Settings:
             refresh_token_hours=_int(env, "HOSPICONNECT_REFRESH_TOKEN_HOURS", cls.refresh_token_hours),
             interaction_minutes=_int(env, "HOSPICONNECT_INTERACTION_MINUTES", cls.interaction_minutes),
             activation_hours=_int(env, "HOSPICONNECT_ACTIVATION_HOURS", cls.activation_hours),
+            fcplus_discovery_url=env.get("HOSPICONNECT_FCPLUS_DISCOVERY_URL", "").strip(),
+            fcplus_client_id=env.get("HOSPICONNECT_FCPLUS_CLIENT_ID", "").strip(),
+            fcplus_client_secret=env.get("HOSPICONNECT_FCPLUS_CLIENT_SECRET", ""),
+            fcplus_acr_values=env.get("HOSPICONNECT_FCPLUS_ACR_VALUES") or cls.fcplus_acr_values,
+            fcplus_token_auth_method=env.get("HOSPICONNECT_FCPLUS_TOKEN_AUTH_METHOD") or cls.fcplus_token_auth_method,
+            invitation_days=_int(env, "HOSPICONNECT_INVITATION_DAYS", cls.invitation_days),
         )
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
@@ -122,6 +137,19 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def fcplus_simulator_enabled(self) -> bool:
+        """True when FranceConnect+ is not configured outside production: this instance's simulator
+        (``hospiconnect.devtools.fcplus_simulator``) stands in for it."""
+        return not self.is_production and not self.fcplus_discovery_url
+
+    @property
+    def fcplus_enabled(self) -> bool:
+        """True when remote enrollment through FranceConnect+ can be offered."""
+        if self.fcplus_simulator_enabled:
+            return True
+        return bool(self.fcplus_discovery_url and self.fcplus_client_id and self.fcplus_client_secret)
 
     @property
     def uses_sqlite(self) -> bool:
@@ -155,5 +183,10 @@ class Settings:
         if self.mail_sender != "smtp":
             warnings.append(
                 f"HOSPICONNECT_MAIL_SENDER vaut {self.mail_sender!r} : les notifications ne partent pas par e-mail."
+            )
+        if self.fcplus_simulator_enabled:
+            warnings.append(
+                "HOSPICONNECT_FCPLUS_DISCOVERY_URL n'est pas défini : l'enrôlement à distance passe par le "
+                "simulateur FranceConnect+ local (identités fictives)."
             )
         return warnings

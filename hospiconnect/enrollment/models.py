@@ -46,6 +46,9 @@ class EnrollmentCase(Base):
     # The MIE activated by this case.
     activated_mie_id: Mapped[int | None] = mapped_column(ForeignKey("mies.id"))
     rejection_reasons_json: Mapped[str | None] = mapped_column(Text)
+    # Remote check: the FranceConnect+ identity that proved it, keyed by (issuer, sub), never by e-mail.
+    fcplus_issuer: Mapped[str | None] = mapped_column(String(300))
+    fcplus_sub: Mapped[str | None] = mapped_column(String(255))
 
     identity_verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     mie_issued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -87,3 +90,61 @@ class ActivationCode(Base):
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     invalidated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # replaced by a newer code
+
+
+class Invitation(Base):
+    """An e-mail inviting a person to verify their identity remotely (FranceConnect+) for a case.
+
+    The link's token is stored only as a keyed hash. An invitation stops working when it expires, when a
+    newer one replaces it (``revoked_at``), when its case closes, or once the remote check was completed
+    with it (``used_at``)."""
+
+    __tablename__ = "enrollment_invitations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("enrollment_cases.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    sent_by: Mapped[str] = mapped_column(String(200))  # actor string, as in the journal
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    opened_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class FcPlusTransaction(Base):
+    """A FranceConnect+ authorization request in flight (between the redirection and the callback).
+
+    Found by the keyed hash of its ``state``; deleted by the one statement that consumes it, so that a
+    callback is processed at most once. ``browser_hash`` binds it to the browser that started it."""
+
+    __tablename__ = "fcplus_transactions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(String(128))
+    issuer: Mapped[str] = mapped_column(String(300))
+    acr_values: Mapped[str] = mapped_column(String(20))
+    case_id: Mapped[int] = mapped_column(ForeignKey("enrollment_cases.id"), index=True)
+    invitation_id: Mapped[int | None] = mapped_column(ForeignKey("enrollment_invitations.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class UpstreamEncryptionKey(Base):
+    """A private key with which upstream providers (FranceConnect+) encrypt ID tokens and userinfo for us.
+
+    The private JWK is encrypted at rest under the key-encryption key (AES-256-GCM, like signing keys); the
+    public part is published at ``/franceconnect/jwks.json``."""
+
+    __tablename__ = "upstream_encryption_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    alg: Mapped[str] = mapped_column(String(20))  # RSA-OAEP | ECDH-ES
+    private_jwk_enc: Mapped[str] = mapped_column(Text)
+    public_jwk_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

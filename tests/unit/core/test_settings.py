@@ -43,3 +43,28 @@ def test_bad_environment_name_is_refused():
 def test_bad_integer_is_refused():
     with pytest.raises(SettingsError, match="HOSPICONNECT_DEPARTURE_GRACE_DAYS"):
         Settings.from_env({"HOSPICONNECT_DEPARTURE_GRACE_DAYS": "trente"})
+
+
+def test_franceconnect_plus_is_the_local_simulator_outside_production_until_configured(tmp_path):
+    s = Settings.from_env({"HOSPICONNECT_INSTANCE_PATH": str(tmp_path), "HOSPICONNECT_ENV": "demo"})
+    assert s.fcplus_simulator_enabled and s.fcplus_enabled
+    assert "HOSPICONNECT_FCPLUS_DISCOVERY_URL" in " ".join(s.insecure_defaults())
+    configured = Settings.from_env({
+        "HOSPICONNECT_INSTANCE_PATH": str(tmp_path), "HOSPICONNECT_ENV": "demo",
+        "HOSPICONNECT_FCPLUS_DISCOVERY_URL": " https://fcp.example/api/v2/.well-known/openid-configuration ",
+        "HOSPICONNECT_FCPLUS_CLIENT_ID": "abc", "HOSPICONNECT_FCPLUS_CLIENT_SECRET": "s3cr3t",
+        "HOSPICONNECT_FCPLUS_ACR_VALUES": "eidas3", "HOSPICONNECT_INVITATION_DAYS": "3"})
+    assert not configured.fcplus_simulator_enabled and configured.fcplus_enabled
+    assert configured.fcplus_discovery_url == "https://fcp.example/api/v2/.well-known/openid-configuration"
+    assert (configured.fcplus_acr_values, configured.invitation_days) == ("eidas3", 3)
+
+
+def test_franceconnect_plus_is_off_in_production_until_fully_configured(tmp_path):
+    base = {"HOSPICONNECT_INSTANCE_PATH": str(tmp_path), "HOSPICONNECT_ENV": "production"}
+    assert not Settings.from_env(base).fcplus_enabled
+    assert not Settings.from_env(base).fcplus_simulator_enabled
+    half = Settings.from_env({**base, "HOSPICONNECT_FCPLUS_DISCOVERY_URL": "https://fcp.example/d"})
+    assert not half.fcplus_enabled
+    full = Settings.from_env({**base, "HOSPICONNECT_FCPLUS_DISCOVERY_URL": "https://fcp.example/d",
+                              "HOSPICONNECT_FCPLUS_CLIENT_ID": "abc", "HOSPICONNECT_FCPLUS_CLIENT_SECRET": "x"})
+    assert full.fcplus_enabled

@@ -5,7 +5,10 @@ verified, counter updated, ``last_used_at`` set, journal entry appended).
 The software authenticator's work (building and signing the assertion, the browser's and the key's part)
 is timed apart and left out of the server figure.
 
-    HOSPICONNECT_DATABASE_URL=postgresql://… .venv/bin/python benchmarks/webauthn_bench.py [N]
+    HOSPICONNECT_DATABASE_URL=postgresql://… .venv/bin/python benchmarks/webauthn_bench.py [N] [PROCESSES]
+
+After the single-connection runs, ``PROCESSES`` (default 2, one per core here) run at once, each signing
+in a different person, for the combined throughput.
 
 The database must already be initialised (``hospiconnect init``). The run adds one identity, one MIE and
 N + 1 journal entries to it.
@@ -119,10 +122,41 @@ def bench_webauthn(rt_or_db_url: Runtime | str, n: int = 2000, *, warmup: int = 
             db.dispose()
 
 
+def _one_process(args: tuple[str, int, bool]) -> dict[str, Any]:
+    url, n, passwordless = args
+    return bench_webauthn(url, n, passwordless=passwordless)
+
+
+def bench_parallel(url: str, n: int, processes: int, *, passwordless: bool = False) -> dict[str, Any]:
+    """Run :func:`bench_webauthn` in ``processes`` processes at once (each its own identity and key, as
+    concurrent sign-ins of different people); return the combined throughput of the server side."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        start = time.perf_counter()
+        results = pool.map(_one_process, [(url, n, passwordless)] * processes)
+        wall = time.perf_counter() - start
+    return {
+        "database": results[0]["database"],
+        "processes": processes,
+        "n": n * processes,
+        "passwordless": passwordless,
+        # Each process's server-side rate, summed: the authenticator's share is left out as above.
+        "per_second": round(sum(r["per_second"] for r in results), 1),
+        "end_to_end_per_second_including_start": round(n * processes / wall, 1),
+        "median_ms": round(statistics.median(r["median_ms"] for r in results), 3),
+        "server_cpu_ms": round(statistics.fmean(r["server_cpu_ms"] for r in results), 3),
+    }
+
+
 if __name__ == "__main__":
     url = os.environ.get("HOSPICONNECT_DATABASE_URL")
     if not url:
         sys.exit("HOSPICONNECT_DATABASE_URL doit désigner une base initialisée (hospiconnect init).")
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    parallel = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     for kwargs in ({}, {"passwordless": True}, {"synchronous_commit": False}):
         print(json.dumps(bench_webauthn(url, count, **kwargs)))
+    if parallel > 1:
+        for passwordless in (False, True):
+            print(json.dumps(bench_parallel(url, count, parallel, passwordless=passwordless)))

@@ -84,9 +84,14 @@ def record(
         prev_hash=head.last_hash,
     )
     event.hash = compute_hash(event)
-    session.execute(AuditEvent.__table__.insert().values(
-        {c: getattr(event, c) for c in _COLUMNS}))
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=event.hash))
+    insert = AuditEvent.__table__.insert().values({c: getattr(event, c) for c in _COLUMNS})
+    move_head = update(AuditHead).where(AuditHead.id == 1).values(last_hash=event.hash)
+    if session.get_bind().dialect.name == "postgresql":
+        # One round trip instead of two while the head's lock is held: the INSERT rides in a CTE.
+        session.execute(move_head.add_cte(insert.cte("appended")))
+    else:
+        session.execute(insert)
+        session.execute(move_head)
     return event
 
 

@@ -46,6 +46,11 @@ DEFAULT_DISCOVERY_URL = "https://auth.integ01.dev-franceconnect.fr/api/v2/.well-
 SIGNING_ALGORITHMS = ("ES256",)
 KEY_MANAGEMENT_ALGORITHMS = ("RSA-OAEP", "RSA-OAEP-256", "ECDH-ES")
 CONTENT_ENCRYPTION = "A256GCM"
+# RFC 7516 §4: header parameters we do not understand are ignored unless listed in "crit" (still enforced).
+# oidc-provider, on which FranceConnect+ runs, replicates iss and aud in the JWE header (RFC 7519 §5.3);
+# joserfc's default strict registry refuses any such token.
+_JWE_REGISTRY = jwe.JWERegistry(algorithms=[*KEY_MANAGEMENT_ALGORITHMS, CONTENT_ENCRYPTION],
+                                strict_check_header=False)
 
 # eIDAS levels, in increasing strength: a stronger level than requested is accepted (eidas3 ≥ eidas2).
 ACR_RANK = {"eidas1": 1, "eidas2": 2, "eidas3": 3}
@@ -428,6 +433,11 @@ def decrypt_and_verify(token: Any, *, private_keys: KeySet, provider_jwks: KeySe
     JWS must be ES256 and verify against ``provider_jwks`` only. No claim is checked here.
     Raises UndecryptableToken, BadTokenSignature or InvalidToken.
     """
+    return _decrypt_nested(token, private_keys=private_keys, provider_jwks=provider_jwks)[1]
+
+
+def _decrypt_nested(token: Any, *, private_keys: KeySet, provider_jwks: KeySet) -> tuple[str, dict[str, Any]]:
+    """Return the inner signed JWT (compact) and its verified claims; see :func:`decrypt_and_verify`."""
     if not isinstance(token, str) or token.count(".") != 4:
         # A signed-only token is refused: FranceConnect+ always encrypts, so a plain JWS is a downgrade.
         raise UndecryptableToken("jeton non chiffré")
@@ -439,8 +449,7 @@ def decrypt_and_verify(token: Any, *, private_keys: KeySet, provider_jwks: KeySe
             or header.get("enc") != CONTENT_ENCRYPTION:
         raise UndecryptableToken("algorithme de chiffrement non autorisé")
     try:
-        decrypted = jwe.decrypt_compact(token, _encryption_key_for(private_keys),
-                                        algorithms=[*KEY_MANAGEMENT_ALGORITHMS, CONTENT_ENCRYPTION])
+        decrypted = jwe.decrypt_compact(token, _encryption_key_for(private_keys), registry=_JWE_REGISTRY)
     except FcPlusError:
         raise
     except (JoseError, ValueError) as exc:
@@ -460,7 +469,7 @@ def decrypt_and_verify(token: Any, *, private_keys: KeySet, provider_jwks: KeySe
         raise InvalidToken("contenu illisible") from exc
     if not isinstance(claims, dict):
         raise InvalidToken("contenu illisible")
-    return claims
+    return inner.decode("ascii"), claims
 
 
 def _numeric_time(claims: Mapping[str, Any], name: str) -> dt.datetime | None:
@@ -523,7 +532,9 @@ class VerifiedIdentity:
     """The outcome of a successful FranceConnect+ callback.
 
     The person is keyed by (``issuer``, ``sub``), never by e-mail. ``claims`` are the userinfo claims (the
-    identity pivot); ``id_token`` is the token as received, to send back as ``id_token_hint`` at logout.
+    identity pivot); ``id_token`` is the token as received (encrypted); ``id_token_hint`` is the signed ID
+    token inside it, the one to send back at logout: OpenID Connect Core §3.1.2.1 has an encrypted ID token
+    decrypted before use as ``id_token_hint`` (the provider cannot decrypt what was encrypted to our keys).
     """
 
     issuer: str
@@ -533,6 +544,7 @@ class VerifiedIdentity:
     claims: dict[str, Any]
     id_token_claims: dict[str, Any]
     id_token: str
+    id_token_hint: str = ""
 
 
 def _exchange_code(config: FcPlusConfig, discovery: Discovery, code: str, fetch: Fetch) -> dict[str, Any]:
@@ -615,7 +627,7 @@ def handle_callback(
 
     tokens = _exchange_code(config, discovery, code, fetch)
     id_token: str = tokens["id_token"]
-    id_claims = decrypt_and_verify(id_token, private_keys=private_keys, provider_jwks=provider_jwks)
+    signed_id_token, id_claims = _decrypt_nested(id_token, private_keys=private_keys, provider_jwks=provider_jwks)
     validate_id_token_claims(id_claims, config=config, discovery=discovery, state_record=state_record, now=now)
 
     userinfo_token = _fetch_userinfo(discovery, tokens["access_token"], fetch)
@@ -637,11 +649,15 @@ def handle_callback(
         claims=userinfo,
         id_token_claims=id_claims,
         id_token=id_token,
+        id_token_hint=signed_id_token,
     )
 
 
 def end_session_url(discovery: Discovery, id_token: str, post_logout_redirect_uri: str, state: str) -> str:
     """Return the provider logout URL (``session/end`` with ``id_token_hint``).
+
+    ``id_token`` is the signed ID token, :attr:`VerifiedIdentity.id_token_hint`, not the encrypted one as
+    received: oidc-provider, on which FranceConnect+ is built, refuses a JWE there.
 
     FranceConnect+ keeps no SSO session, but its logout must still be called so that the person's
     FranceConnect+ connection ends. Raises DiscoveryError when the provider has no end-session endpoint.

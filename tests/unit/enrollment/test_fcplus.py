@@ -194,7 +194,10 @@ def test_happy_path(flow: Flow, enc_alg: str) -> None:
     assert result.claims["family_name"] == "LEFEVRE-DURAND"
     assert result.claims["birthplace"] == "75056"
     assert result.id_token_claims["nonce"] == flow.transaction.nonce
-    assert result.id_token.count(".") == 4  # kept as received, for id_token_hint
+    assert result.id_token.count(".") == 4  # kept as received
+    # id_token_hint: the signed ID token inside (OIDC Core §3.1.2.1), what the provider can read at logout.
+    assert result.id_token_hint.count(".") == 2
+    assert jws.extract_compact(result.id_token_hint.encode()).headers()["alg"] == "ES256"
 
 
 def test_token_request_uses_client_secret_post(flow: Flow) -> None:
@@ -368,6 +371,34 @@ def test_undecryptable_same_kid_other_key(flow: Flow) -> None:
     header = {"alg": "RSA-OAEP", "enc": "A256GCM", "kid": genuine.kid, "cty": "JWT"}
     flow.provider.id_token_override = jwe.encrypt_compact(header, sign(claims, flow.provider.signing_key), other,
                                                           algorithms=["RSA-OAEP", "A256GCM"])
+    with pytest.raises(UndecryptableToken):
+        flow.callback()
+
+
+def _encrypt_with_header(flow: Flow, extra: dict[str, Any], registry: jwe.JWERegistry) -> str:
+    claims = {"iss": ISSUER, "sub": SUB, "aud": CONFIG.client_id, "exp": int(NOW.timestamp()) + 60,
+              "nonce": flow.transaction.nonce, "acr": "eidas2"}
+    key = flow.provider.encryption_key("RSA-OAEP")
+    header = {"alg": "RSA-OAEP", "enc": "A256GCM", "kid": key.kid, "cty": "JWT", **extra}
+    return jwe.encrypt_compact(header, sign(claims, flow.provider.signing_key), key, registry=registry)
+
+
+def test_replicated_claims_in_the_jwe_header_are_ignored(flow: Flow) -> None:
+    # oidc-provider (FranceConnect+'s base) copies iss and aud into the JWE header (RFC 7519 §5.3);
+    # RFC 7516 §4 has a recipient ignore header parameters it does not understand.
+    lenient = jwe.JWERegistry(algorithms=["RSA-OAEP", "A256GCM"], strict_check_header=False)
+    flow.provider.id_token_override = _encrypt_with_header(flow, {"iss": ISSUER, "aud": CONFIG.client_id},
+                                                           lenient)
+    assert flow.callback().sub == SUB
+
+
+def test_unknown_critical_jwe_header_refused(flow: Flow) -> None:
+    from joserfc.registry import HeaderParameter
+
+    knows_it = jwe.JWERegistry(header_registry={"urn:x-test": HeaderParameter("test", "str")},
+                               algorithms=["RSA-OAEP", "A256GCM"])
+    flow.provider.id_token_override = _encrypt_with_header(flow, {"urn:x-test": "v", "crit": ["urn:x-test"]},
+                                                           knows_it)
     with pytest.raises(UndecryptableToken):
         flow.callback()
 

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import math
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, url_for
@@ -96,6 +96,11 @@ TEXT_FIELDS = ("birth_family_name", "usage_name", "given_names", "birth_date", "
                "gender", "email", "rpps", "external_id", "user_name", "contract_type", "start_date", "end_date",
                "roles")
 PARIS = ZoneInfo("Europe/Paris")
+#: Where :func:`init_app` keeps the function that summarises an identity's verification and MIE. The
+#: directory sits below enrollment and the MIE layer (import-linter layers), so it cannot compute that
+#: itself: the web layer passes the function in, and the detail page renders what it returns.
+VERIFICATION_EXTENSION = "hospiconnect.directory.verification"
+VerificationSummarizer = Callable[[Session, Identity], Any]
 
 
 # --- registration --------------------------------------------------------------------------------------
@@ -105,10 +110,17 @@ def pages_enabled(env: str) -> bool:
     return env in DEMO_ENVS
 
 
-def init_app(app: Flask) -> None:
-    """Register the pages, unless the environment is one where they must not exist (production)."""
+def init_app(app: Flask, *, verification: VerificationSummarizer | None = None) -> None:
+    """Register the pages, unless the environment is one where they must not exist (production).
+
+    ``verification(session, identity)`` returns the summary shown in the detail page's « Vérification
+    d'identité et MIE » section (``hospiconnect.enrollment.levels.VerificationSummary``); without it the
+    section says that nothing is recorded.
+    """
     if not pages_enabled(app.config["SETTINGS"].env):
         return
+    if verification is not None:
+        app.extensions[VERIFICATION_EXTENSION] = verification
     app.register_blueprint(bp)
     app.context_processor(lambda: {"directory_pages_enabled": True})
 
@@ -271,9 +283,11 @@ def _render_detail(session: Session, identity: Identity, *, action: str | None =
     parents = {u.id: u for u in session.scalars(select(OrgUnit).where(OrgUnit.id.in_(parent_ids)))} \
         if parent_ids else {}
     history = _event_rows(audit.recent(session, subject=identity.public_id, limit=HISTORY_LIMIT))
+    summarizer: VerificationSummarizer | None = current_app.extensions.get(VERIFICATION_EXTENSION)
     return render_template(
         "directory/detail.html", identity=identity, establishments=establishments, units=units,
-        parents=parents, history=history, labels=FIELD_LABELS, contract_types=v.CONTRACT_TYPES,
+        parents=parents, history=history, verification=summarizer(session, identity) if summarizer else None,
+        labels=FIELD_LABELS, contract_types=v.CONTRACT_TYPES,
         statuses=v.STATUSES, genders=GENDER_LABELS, populations=POPULATION_LABELS, countries=COUNTRY_NAMES,
         action=action, problem=problem or {"message": None, "errors": {}}, form=form or {},
         today=dt.date.today().isoformat(),

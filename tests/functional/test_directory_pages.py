@@ -340,3 +340,73 @@ def test_every_annuaire_url_is_a_404_in_production(rt, session, instance_dir):
     assert "/annuaire" not in text_of(client.get("/"))
     session.expire_all()
     assert identity.status == "active" and count_identities(session) == 1
+
+
+# --- identity verification and MIE ----------------------------------------------------------------------
+
+def _verified_by_an_officer(session, rt, person, officer, *, checked_at: dt.datetime):  # type: ignore[no-untyped-def]
+    """Check ``person``'s document face to face and activate a TOTP for them (services, as the pages do)."""
+    from hospiconnect.authenticators import services as mie_services
+    from hospiconnect.enrollment import services as enrollment
+    from hospiconnect.ratelimit import make_throttle
+
+    case = enrollment.open_case(session, person, kind="first_mie", officer_identity_id=officer.id, actor="test")
+    enrollment.record_document_check(session, case, document_type="passport", issuing_country="FRA",
+                                     expiry_date=dt.date(2031, 1, 1), last4="9XY8", place="Accueil du site B",
+                                     checked_at=checked_at, officer_identity_id=officer.id, actor="test",
+                                     today=checked_at.date())
+    code = enrollment.issue_activation_code(session, rt.keys, case, actor="test")
+    session.commit()
+    enrollment.redeem_activation_code(session, rt.keys, code, client_ip=None, throttle=make_throttle(rt.settings))
+    mie, _uri, _svg = mie_services.begin_totp(session, person, label="Téléphone pro", actor="test", keys=rt.keys,
+                                              issuer="Test")
+    mie_services.transition(session, mie, "active", actor="test", reason="test")
+    enrollment.activate_mie(session, case, mie, actor="test")
+    session.commit()
+    return case, mie
+
+
+def test_detail_shows_the_verification_level_the_last_check_and_the_mie(client, session, rt):
+    officer = create_identity(session, birth_family_name="Guichetier", given_names="Paul", roles="enrollment_officer")
+    person = create_identity(session, birth_family_name="Moreau", given_names="Inès")
+    _case, mie = _verified_by_an_officer(session, rt, person, officer,
+                                         checked_at=dt.datetime(2026, 11, 20, 13, 45, tzinfo=dt.timezone.utc))
+    html = text_of(client.get(f"/annuaire/{person.public_id}"))
+    section = html[html.index("Vérification d'identité et MIE"):html.index("Actions")]
+    assert "substantiel" in section
+    assert "en face à face, sur pièce d'identité (passeport), le 20/11/2026 à 14:45" in section
+    assert f"{officer.display_name} ({officer.user_name}) — Accueil du site B" in section
+    row = re.search(rf'<tr data-mie="{mie.public_id}">(.*?)</tr>', section, re.S).group(1)
+    row = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)).strip()
+    assert row == ("Application d'authentification (TOTP) Téléphone pro Actif "
+                   "identité vérifiée en face à face au guichet, le 20/11/2026 à 14:45 jamais")
+    assert "Aucune vérification d'identité" not in section
+
+
+def test_detail_names_franceconnect_plus_for_a_remote_check(client, session):
+    from hospiconnect.enrollment import services as enrollment
+
+    person = create_identity(session, birth_family_name="Girard", given_names="Hugo")
+    case = enrollment.open_case(session, person, kind="first_mie", officer_identity_id=None, actor="test")
+    enrollment.record_fcplus_check(session, case, matched=True, differences=[], actor="test", acr="eidas2",
+                                   checked_at=dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.timezone.utc))
+    session.commit()
+    html = text_of(client.get(f"/annuaire/{person.public_id}"))
+    section = html[html.index("Vérification d'identité et MIE"):html.index("Actions")]
+    assert "substantiel" in section
+    assert "à distance, par FranceConnect+, le 22/11/2026 à 09:00" in section
+    assert re.search(r"Vérifiée par</dt>\s*<dd[^>]*>FranceConnect\+</dd>", section)
+    assert "Aucun moyen d'identification." in section
+
+
+def test_a_rejected_remote_check_gives_no_level(client, session):
+    from hospiconnect.enrollment import services as enrollment
+
+    person = create_identity(session, birth_family_name="Roux", given_names="Léa")
+    case = enrollment.open_case(session, person, kind="first_mie", officer_identity_id=None, actor="test")
+    enrollment.record_fcplus_check(session, case, matched=False, differences=["birthdate"], actor="test")
+    session.commit()
+    html = text_of(client.get(f"/annuaire/{person.public_id}"))
+    section = html[html.index("Vérification d'identité et MIE"):html.index("Actions")]
+    assert "aucune vérification" in section and "substantiel" not in section
+    assert "FranceConnect+</dd>" not in section

@@ -381,3 +381,69 @@ def test_face_to_face_enrollment_with_a_security_key(desk, app, rt, session, per
     assert 'autocomplete="new-password"' in browser.get("/activation/suite").get_data(as_text=True)
     again = browser.post("/activation/cle/options", data="{}", content_type="application/json", headers=headers)
     assert again.status_code == 409
+
+
+# --- verification level and MIE on the person's page -------------------------------------------------------
+
+
+def verification_section(page_text: str) -> str:
+    """The « Vérification d'identité et MIE » part of the desk's person page (up to the cases)."""
+    start = page_text.index("Vérification d'identité et MIE")
+    return page_text[start:page_text.index("Dossiers d'enrôlement", start)]
+
+
+def mie_row(page_html: str, public_id: str) -> str:
+    match = re.search(rf'<tr data-mie="{public_id}">(.*?)</tr>', page_html, re.S)
+    assert match, f"no row for MIE {public_id}"
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", match.group(1)))).strip()
+
+
+def test_person_page_shows_the_verification_level_the_check_and_each_mie(desk, app, session, officer, person):
+    before = verification_section(text_of(desk.get(f"/guichet/personnes/{person.public_id}")))
+    assert "aucune vérification" in before and "Aucune vérification d'identité enregistrée" in before
+    assert "Aucun moyen d'identification." in before
+    assert "substantiel" not in before
+
+    case_id = case_id_of(open_case(desk, person))
+    assert verify_document(desk, case_id, checked_at="2026-11-20T10:30", place="Guichet du hall A").status_code == 303
+    # Verified but not activated yet: the check already gives the level.
+    verified = verification_section(text_of(desk.get(f"/guichet/personnes/{person.public_id}")))
+    assert "substantiel" in verified
+    assert "en face à face, sur pièce d'identité (carte nationale d'identité), le 20/11/2026 à 10:30" in verified
+    assert f"{officer.display_name} ({officer.user_name}) — Guichet du hall A" in verified
+
+    code, _sheet = issue_code(desk, case_id)
+    browser = app.test_client()
+    assert redeem(browser, code).status_code == 303
+    setup = browser.post("/activation/application",
+                         data={"csrf_token": token_from(browser.get("/activation/moyen").get_data(as_text=True))})
+    html = setup.get_data(as_text=True)
+    seed = SEED_RE.search(html).group(1).replace(" ", "")
+    assert browser.post("/activation/application/confirmer",
+                        data={"csrf_token": token_from(html), "code": pyotp.TOTP(seed).now()}).status_code == 303
+
+    session.expire_all()
+    totp = session.scalar(select(Mie).where(Mie.identity_id == person.id, Mie.type == "totp"))
+    page = desk.get(f"/guichet/personnes/{person.public_id}").get_data(as_text=True)
+    row = mie_row(page, totp.public_id)
+    assert row.startswith("Application d'authentification (TOTP)")
+    assert f"{totp.label} Actif" in row
+    assert "identité vérifiée en face à face au guichet, le 20/11/2026 à 10:30" in row
+    assert row.endswith("jamais")
+
+    # A sign-in sets the last use, shown in the establishment's time zone.
+    totp.last_used_at = dt.datetime(2026, 11, 21, 7, 5, tzinfo=dt.timezone.utc)
+    session.commit()
+    row = mie_row(desk.get(f"/guichet/personnes/{person.public_id}").get_data(as_text=True), totp.public_id)
+    assert row.endswith("21/11/2026 à 08:05")
+
+
+def test_a_cancelled_case_gives_no_verification_level(desk, app, rt, session, officer, person):
+    from hospiconnect.enrollment import services as enrollment
+
+    case_id = case_id_of(open_case(desk, person))
+    assert verify_document(desk, case_id).status_code == 303
+    enrollment.cancel_case(session, enrollment.get_case(session, case_id), actor="test", reason="erreur de personne")
+    session.commit()
+    section = verification_section(text_of(desk.get(f"/guichet/personnes/{person.public_id}")))
+    assert "aucune vérification" in section and "substantiel" not in section

@@ -22,8 +22,9 @@ from typing import Any, Iterable
 
 from hospiconnect.directory.models import Identity
 
-#: Scopes this provider knows (the client's registration restricts them further).
-SCOPES: tuple[str, ...] = ("openid", "profile", "email", "rpps", "organization", "offline_access")
+#: Scopes this provider knows (the client's registration restricts them further). ``enrollment`` releases no
+#: claim: it lets a helpdesk tool call the enrollment JSON API on behalf of the officer signed in to it.
+SCOPES: tuple[str, ...] = ("openid", "profile", "email", "rpps", "organization", "offline_access", "enrollment")
 
 #: Claims released by each scope.
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {

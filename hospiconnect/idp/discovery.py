@@ -12,7 +12,8 @@ from typing import Any
 from hospiconnect.settings import Settings
 
 SIGNING_ALGS: tuple[str, ...] = ("ES256", "RS256")
-SCOPES_SUPPORTED: tuple[str, ...] = ("openid", "profile", "email", "rpps", "organization", "offline_access")
+SCOPES_SUPPORTED: tuple[str, ...] = ("openid", "profile", "email", "rpps", "organization", "offline_access",
+                                     "enrollment")
 CLAIMS_SUPPORTED: tuple[str, ...] = (
     "sub", "name", "given_name", "family_name", "preferred_username", "email", "rpps", "population",
     "units", "roles", "establishments", "acr", "amr", "auth_time", "sid",

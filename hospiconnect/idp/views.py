@@ -27,7 +27,7 @@ from hospiconnect.audit import tags
 from hospiconnect.db import utcnow
 from hospiconnect.directory.models import Identity
 from hospiconnect.idp import claims as claims_mod
-from hospiconnect.idp import login_session, logout, oidc, tokens
+from hospiconnect.idp import bearer, login_session, logout, oidc, tokens
 from hospiconnect.idp.interaction_views import info_page
 from hospiconnect.idp.interactions import content_security_policy, csp_allowing_redirect
 from hospiconnect.idp.server import get_server
@@ -140,9 +140,7 @@ def revoke() -> Response:
 # --- userinfo -------------------------------------------------------------------------------------------
 
 def _bearer_error(error: str, description: str, status: int = 401) -> Response:
-    challenge = 'Bearer realm="hospiconnect"'
-    if error != "missing":
-        challenge += f', error="{error}"'
+    challenge = bearer.challenge(None if error == "missing" else error)
     return _oauth_json(status, "invalid_token" if error == "missing" else error, description,
                        {"WWW-Authenticate": challenge})
 
@@ -155,12 +153,10 @@ def userinfo() -> Response:
     session = appctx.db_session()
     header = request.headers.get("Authorization")
     from_form = request.form.get("access_token") if request.method == "POST" else None
-    value: str | None = None
-    if header:
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
-            return _bearer_error("invalid_request", "The Authorization header must use the Bearer scheme.", 400)
-        value = credentials.strip()
+    try:
+        value = bearer.credentials(header)
+    except bearer.MalformedAuthorization as exc:
+        return _bearer_error("invalid_request", str(exc), 400)
     if from_form:
         if value is not None:  # RFC 6750 §2: one method only
             return _bearer_error("invalid_request", "The access token was sent twice.", 400)

@@ -29,6 +29,22 @@ FRENCH_TITLES = {
     503: "Service momentanément indisponible",
 }
 
+# Stable error codes of the JSON APIs for HTTP errors raised by routing or by werkzeug itself.
+HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    500: "internal",
+    503: "unavailable",
+}
+
 
 def _wants_scim() -> bool:
     return request.path.startswith("/scim/")
@@ -76,7 +92,7 @@ def init_app(app: Flask) -> None:
         }.get(status, exc.description or FRENCH_TITLES.get(status, "Erreur"))
         if status == 400 and "CSRF" in (exc.description or ""):
             message = "Le formulaire a expiré ; rechargez la page et recommencez."
-        return error_response(status, message)
+        return error_response(status, message, code=HTTP_CODES.get(status, "error"))
 
     @app.errorhandler(IntegrityError)
     def _integrity(exc: IntegrityError) -> Response:

@@ -31,7 +31,8 @@ def test_discovery_document(client, settings):
         "client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
     assert doc["token_endpoint_auth_signing_alg_values_supported"] == ["ES256", "RS256"]
     assert doc["code_challenge_methods_supported"] == ["S256"]
-    assert doc["scopes_supported"] == ["openid", "profile", "email", "rpps", "organization", "offline_access"]
+    assert doc["scopes_supported"] == [
+        "openid", "profile", "email", "rpps", "organization", "offline_access", "enrollment"]
     assert set(doc["claims_supported"]) == {
         "sub", "name", "given_name", "family_name", "preferred_username", "email", "rpps", "population",
         "units", "roles", "establishments", "acr", "amr", "auth_time", "sid"}

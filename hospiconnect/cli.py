@@ -199,6 +199,8 @@ def _register_extensions() -> None:
     main.add_command(cli_idp.client)
     from hospiconnect import cli_keys
     main.add_command(cli_keys.keys)
+    from hospiconnect import cli_enrollment
+    main.add_command(cli_enrollment.enrollment)
 
 
 _register_extensions()

@@ -16,6 +16,7 @@ from hospiconnect.authenticators import notifications, webauthn
 from hospiconnect.db import utcnow
 from hospiconnect.directory import services as directory
 from hospiconnect.directory.models import Identity
+from hospiconnect.enrollment import remote
 from hospiconnect.enrollment import services as enrollment
 from hospiconnect.idp import interactions, login_session, logout, tokens
 from hospiconnect.idp.models import SsoSession
@@ -48,12 +49,14 @@ def run_all(rt: Runtime, *, today: dt.date | None = None) -> dict[str, Any]:
     with rt.db.session() as session:
         report["purged"] = {
             "webauthn_challenges": webauthn.purge_expired_challenges(session, now),
+            # Abandoned FranceConnect+ checks; invitations need no purge: they die with their case.
+            "fcplus_transactions": remote.purge_expired_transactions(session, now),
             "interactions": interactions.purge_expired(session, before=now - dt.timedelta(days=1)),
             "tokens": tokens.purge_expired(session, before=now - dt.timedelta(days=1)),
         }
     with rt.db.session() as session:
         report["notifications"] = notifications.deliver_pending(
-            session, notifications.make_sender(settings)).as_dict()
+            session, notifications.make_sender(settings), keys=rt.keys).as_dict()
     with rt.db.session() as session:
         report["backchannel_logout"] = logout.deliver_backchannel(session, now)
     return report

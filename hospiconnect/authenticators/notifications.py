@@ -2,8 +2,10 @@
 
 :func:`notify` only writes a :class:`Notification` row in the caller's session: the message exists if and
 only if the change it reports was committed. :func:`deliver_pending` (run by the periodic jobs) sends what
-is waiting through a sender and records each attempt. Messages never contain a secret (no code, no
-password, no seed): they say what changed and when, and whom to call when it was not the person.
+is waiting through a sender and records each attempt. Messages never contain a code, a password or a seed:
+they say what changed and when, and whom to call when it was not the person. The one kind of message that
+carries a personal link (a remote-enrollment invitation) is queued with ``keys``: its body is then
+encrypted at rest (AES-256-GCM under the key-encryption key) and erased once sent.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hospiconnect import crypto
 from hospiconnect.authenticators.models import Notification
+from hospiconnect.crypto import InstanceKeys
 from hospiconnect.db import utcnow
 from hospiconnect.directory.models import Identity
 from hospiconnect.settings import Settings, SettingsError
@@ -30,13 +34,22 @@ from hospiconnect.settings import Settings, SettingsError
 log = logging.getLogger("hospiconnect.notifications")
 
 MAX_ATTEMPTS = 10
+# An encrypted body is stored as this prefix followed by the ciphertext of crypto.encrypt.
+SEALED_PREFIX = "sealed:"
+_SEALED_AAD = b"notification-body"
+ERASED_BODY = ""
 
 
-def notify(session: Session, identity: Identity, subject: str, body: str) -> Notification | None:
+def notify(session: Session, identity: Identity, subject: str, body: str, *,
+           keys: InstanceKeys | None = None) -> Notification | None:
     """Queue a message to the person's professional e-mail in ``session`` (sent after commit by
-    :func:`deliver_pending`). Returns the row, or None when the person has no e-mail address."""
+    :func:`deliver_pending`). Returns the row, or None when the person has no e-mail address.
+
+    With ``keys`` the body is a secret (a personal link): it is stored encrypted and erased once sent."""
     if not identity.email:
         return None
+    if keys is not None:
+        body = SEALED_PREFIX + crypto.encrypt(keys, body.encode("utf-8"), _SEALED_AAD)
     row = Notification(identity_id=identity.id, recipient=identity.email, subject=subject[:200], body=body,
                        created_at=utcnow(), attempts=0)
     session.add(row)
@@ -154,9 +167,25 @@ class DeliveryReport:
         return dataclasses.asdict(self)
 
 
-def deliver_pending(session: Session, sender: Sender, limit: int = 100) -> DeliveryReport:
+def is_sealed(row: Notification) -> bool:
+    """True when the row's body is encrypted at rest (see :func:`notify`)."""
+    return row.body.startswith(SEALED_PREFIX)
+
+
+def readable_body(row: Notification, keys: InstanceKeys | None) -> str:
+    """Return the body as the sender gets it (decrypted with ``keys`` when it is sealed)."""
+    if not is_sealed(row):
+        return row.body
+    if keys is None:
+        raise crypto.CryptoError("message chiffré : clés de l'instance nécessaires")
+    return crypto.decrypt(keys, row.body[len(SEALED_PREFIX):], _SEALED_AAD).decode("utf-8")
+
+
+def deliver_pending(session: Session, sender: Sender, limit: int = 100, *,
+                    keys: InstanceKeys | None = None) -> DeliveryReport:
     """Send up to ``limit`` unsent messages (oldest first) and mark them sent, or record the error and one
-    more attempt; messages that failed :data:`MAX_ATTEMPTS` times are left for an operator.
+    more attempt; messages that failed :data:`MAX_ATTEMPTS` times are left for an operator. An encrypted
+    body is decrypted with ``keys`` for the sender and erased from the row once sent.
 
     Rows are claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so that two job runs do not send the same
     message twice. The caller commits ``session``. Returns how many were sent and how many failed.
@@ -172,12 +201,14 @@ def deliver_pending(session: Session, sender: Sender, limit: int = 100) -> Deliv
     for row in rows:
         row.attempts += 1
         try:
-            sender.send(OutgoingMessage(row.id, row.recipient, row.subject, row.body))
+            sender.send(OutgoingMessage(row.id, row.recipient, row.subject, readable_body(row, keys)))
         except Exception as exc:  # any delivery failure is recorded and retried later, never fatal
             row.last_error = f"{exc.__class__.__name__}: {exc}"[:300]
             failed += 1
             log.warning("notification #%s non envoyée : %s", row.id, row.last_error)
         else:
+            if is_sealed(row):
+                row.body = ERASED_BODY
             row.sent_at = utcnow()
             row.last_error = None
             sent += 1

@@ -8,8 +8,9 @@ The data are the same at every run (one seeded random generator); only dates fol
 With the settings at hand, the seed also prepares what ``hospiconnect demo`` shows in a browser: two
 demo relying parties (« DPI (démo) », class health-data, and « Intranet (démo) », class standard, served
 by :mod:`hospiconnect.devtools.demo_rp`) whose client secrets are kept in ``demo-clients.json`` in the
-instance folder, and four demo accounts with a known password — three of them with an authenticator
-application (TOTP) whose seed :func:`demo_credentials` reads back for the start-up banner.
+instance folder, and five demo accounts with a known password — four of them with an authenticator
+application (TOTP) whose seed :func:`demo_credentials` reads back for the start-up banner, one of them a
+registration officer (role ``enrollment_officer``) who can open the enrollment desk (/guichet).
 """
 
 from __future__ import annotations
@@ -397,19 +398,29 @@ def demo_app(key: str) -> DemoApp | None:
 
 @dataclasses.dataclass(frozen=True)
 class DemoAccountSpec:
-    """Who plays which part in the demo: a role, with or without RPPS, with or without TOTP."""
+    """Who plays which part in the demo: a role, with or without RPPS, with or without TOTP.
+
+    ``drawn_from``: the role of the people the account is chosen among when that differs from ``role``;
+    the seed then grants ``role`` to the person chosen (e.g. an administrative agent made registration
+    officer)."""
 
     role: str
     label: str
     rpps: bool
     totp: bool
+    drawn_from: str | None = None
 
+
+#: The directory role that opens the enrollment desk (/guichet).
+OFFICER_ROLE = "enrollment_officer"
 
 DEMO_ACCOUNTS: tuple[DemoAccountSpec, ...] = (
     DemoAccountSpec("medecin", "Médecin (avec RPPS)", True, True),
     DemoAccountSpec("ide", "Infirmier ou infirmière (avec RPPS)", True, True),
     DemoAccountSpec("aide_soignant", "Aide-soignant ou aide-soignante (sans RPPS)", False, True),
     DemoAccountSpec("administratif", "Agent administratif (mot de passe seul)", False, False),
+    DemoAccountSpec(OFFICER_ROLE, "Agent d'enrôlement (guichet, sans RPPS)", False, True,
+                    drawn_from="administratif"),
 )
 
 
@@ -543,14 +554,18 @@ def _demo_totp(session: Session, identity: Identity) -> Mie | None:
 
 
 def _find_demo_identity(session: Session, spec: DemoAccountSpec, marked: set[int]) -> Identity | None:
-    return next((i for i in _with_role(session, spec.role) if i.id in marked and i.is_active), None)
+    # A role granted to another demo account (the registration officer is also an administrative agent)
+    # marks that account: it is not this one.
+    others = {s.role for s in DEMO_ACCOUNTS if s.drawn_from and s.role != spec.role}
+    return next((i for i in _with_role(session, spec.role)
+                 if i.id in marked and i.is_active and not others & set(i.role_names)), None)
 
 
 def _candidates(session: Session, spec: DemoAccountSpec, taken: set[int]) -> list[Identity]:
     """Active people of the role, without any MIE yet (nobody's own credentials are touched), those
     without an end date first so that the account does not expire in the middle of a demo."""
     with_mie = set(session.scalars(select(Mie.identity_id).distinct()))
-    found = [i for i in _with_role(session, spec.role)
+    found = [i for i in _with_role(session, spec.drawn_from or spec.role)
              if i.is_active and bool(i.rpps) == spec.rpps and i.id not in with_mie and i.id not in taken]
     return sorted(found, key=lambda i: (i.end_date is not None, i.contract_type != "permanent", i.id))
 
@@ -568,6 +583,14 @@ def _add_demo_totp(session: Session, keys: InstanceKeys, settings: Settings, ide
     mie.proofing_method = "face_to_face"
     mie.proofing_at = utcnow()
     session.flush()
+
+
+def _grant_role(session: Session, identity: Identity, role: str) -> None:
+    """Add ``role`` to ``identity`` through the directory service (journaled as an update)."""
+    if role in identity.role_names:
+        return
+    raw = {**services.identity_as_dict(identity), "roles": [*identity.role_names, role]}
+    services.update_identity(session, identity, services.validate_identity(raw), actor=ACTOR)
 
 
 def _ensure_demo_accounts(session: Session, keys: InstanceKeys, settings: Settings) -> tuple[int, int]:
@@ -589,6 +612,8 @@ def _ensure_demo_accounts(session: Session, keys: InstanceKeys, settings: Settin
                 break
         if identity is None:
             continue  # a directory too small for this part
+        if spec.drawn_from:
+            _grant_role(session, identity, spec.role)
         taken.add(identity.id)
         if spec.totp and _demo_totp(session, identity) is None:
             _add_demo_totp(session, keys, settings, identity)
@@ -641,10 +666,21 @@ def credentials_banner(accounts: list[DemoAccount], settings: Settings) -> list[
             lines.append(f"      {account.otpauth_uri}")
         else:
             lines.append("      pas de second facteur : le DPI (démo) lui refusera l'accès")
+        if account.role == OFFICER_ROLE:
+            lines.append(f"      ouvre le guichet d'enrôlement {base}/guichet une fois connecté(e) avec deux "
+                         "facteurs (par exemple au DPI (démo))")
     lines.append("Applications de démonstration :")
     for app in DEMO_APPS:
         need = "deux facteurs exigés" if app.sensitivity == "health-data" else "un facteur suffit"
         lines.append(f"  • {app.name} ({need}) : {base}/demo/{app.key}")
+    lines.append("Enrôlement en face à face :")
+    lines.append(f"  • guichet d'enrôlement (agent d'enrôlement connecté avec deux facteurs) : {base}/guichet")
+    lines.append(f"  • activation d'un moyen d'identification avec le code de la fiche d'activation : "
+                 f"{base}/activation")
+    if settings.fcplus_simulator_enabled:
+        lines.append("Enrôlement à distance (simulateur FranceConnect+, identités fictives) :")
+        lines.append("  • au guichet, cherchez « Camille », ouvrez un dossier et envoyez une invitation "
+                     "FranceConnect+ : le guichet affiche le lien (aucun e-mail ne part d'une démonstration)")
     return lines
 
 
@@ -704,5 +740,8 @@ def seed_demo(session: Session, keys: InstanceKeys, count: int = 300, *, seed: i
                          "d'authentification préparés")
         else:
             parts.append("comptes de démonstration déjà prêts")
+        from hospiconnect.devtools.seed_remote import remote_demo_summary  # local: it imports this module
+
+        parts.extend(remote_demo_summary(session, settings))
     session.flush()
     return " ; ".join(parts) + "."

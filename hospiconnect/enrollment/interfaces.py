@@ -12,7 +12,8 @@ __all__ = [
     "EnrollmentError", "TransitionRefused", "SeparationOfDuties", "DocumentRefused", "CaseNotFound",
     "InvalidLostMie", "ActivationCodeRefused", "WrongActivationCode", "ExpiredActivationCode",
     "ReusedActivationCode", "DeadActivationCode", "ReplacedActivationCode", "ClosedCaseActivationCode",
-    "IdentityNotEnrollable", "MieNotInCase",
+    "IdentityNotEnrollable", "MieNotInCase", "InvitationNotSent", "InvitationRefused", "UnknownInvitation",
+    "ExpiredInvitation", "ReplacedInvitation", "UsedInvitation", "ClosedCaseInvitation",
 ]
 
 
@@ -144,3 +145,80 @@ class MieNotInCase(EnrollmentError, Conflict):
 
     code = "mie_not_in_case"
     http_status = 409
+
+
+# --- Remote enrollment (invitation e-mail, then FranceConnect+) ------------------------------------------
+
+
+class InvitationNotSent(EnrollmentError, Conflict):
+    """An invitation cannot be sent for this case (``reason``: fcplus_disabled, not_opened, case_expired,
+    identity_<status>, no_email)."""
+
+    code = "invitation_not_sent"
+    http_status = 409
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class InvitationRefused(EnrollmentError):
+    """Base of the refusals of an invitation link (each one is journaled)."""
+
+    code = "invitation_refused"
+    http_status = 400
+    reason = "refused"
+
+
+class UnknownInvitation(InvitationRefused):
+    code = "unknown_invitation"
+    http_status = 404
+    reason = "unknown"
+
+    def __init__(self) -> None:
+        super().__init__("Ce lien d'invitation n'est pas valable. Vérifiez que l'adresse ouverte est complète "
+                         "(copiez-la depuis le message reçu), ou contactez le guichet d'enrôlement.")
+
+
+class ExpiredInvitation(InvitationRefused):
+    code = "expired_invitation"
+    http_status = 410
+    reason = "expired"
+
+    def __init__(self) -> None:
+        super().__init__("Cette invitation a expiré. Demandez une nouvelle invitation au guichet d'enrôlement, "
+                         "ou présentez-vous au guichet avec une pièce d'identité.")
+
+
+class ReplacedInvitation(InvitationRefused):
+    code = "replaced_invitation"
+    http_status = 410
+    reason = "replaced"
+
+    def __init__(self) -> None:
+        super().__init__("Cette invitation a été remplacée par une invitation plus récente : utilisez le lien du "
+                         "dernier message reçu.")
+
+
+class UsedInvitation(InvitationRefused):
+    code = "used_invitation"
+    http_status = 410
+    reason = "used"
+
+    def __init__(self) -> None:
+        super().__init__("Cette invitation a déjà servi : la vérification d'identité a été faite. Si votre "
+                         "moyen d'identification n'est pas activé, contactez le guichet d'enrôlement.")
+
+
+class ClosedCaseInvitation(InvitationRefused):
+    """The invitation's case is no longer ``opened`` (cancelled, rejected, checked at the desk, activated), or
+    its person was suspended or left."""
+
+    code = "closed_case_invitation"
+    http_status = 410
+    reason = "case_closed"
+
+    def __init__(self) -> None:
+        super().__init__("Cette invitation n'est plus valable : le dossier d'enrôlement correspondant a été clos "
+                         "ou traité au guichet. Contactez le guichet d'enrôlement, ou présentez-vous-y avec une "
+                         "pièce d'identité.")

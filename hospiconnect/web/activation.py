@@ -88,6 +88,15 @@ def _save(flow: dict[str, Any]) -> None:
     flask_session[FLOW_KEY] = dict(flow)
 
 
+def begin_step(case: EnrollmentCase, *, via: str = "code") -> None:
+    """Start this browser's activation step for ``case`` (state ``mie_issued``), after a redeemed activation
+    code (``via="code"``) or a FranceConnect+ check (``via="fcplus"``); the person continues at
+    ``/activation/moyen``."""
+    flask_session.pop(FLOW_KEY, None)
+    _save({"case": case.public_id, "at": utcnow().isoformat(), "mie": None, "activated": False,
+           "codes": False, "via": via})
+
+
 def _load() -> tuple[dict[str, Any], EnrollmentCase, Identity] | None:
     flow = _flow()
     if flow is None:
@@ -145,9 +154,7 @@ def redeem() -> Response | tuple[str, int]:
         session.rollback()
         # The refused code is not shown back: it may be someone else's nearly-right code.
         return render_template("activation/code.html", code="", error=exc.message), exc.http_status
-    flask_session.pop(FLOW_KEY, None)
-    _save({"case": case.public_id, "at": utcnow().isoformat(), "mie": None, "activated": False,
-           "codes": False})
+    begin_step(case)
     return redirect(url_for("activation.method"), 303)
 
 
@@ -165,7 +172,7 @@ def method() -> Response | tuple[str, int] | str:
         return redirect(url_for("activation.next_step"), 303)
     if case.state != wf.MIE_ISSUED:
         return _step_lost()
-    return render_template("activation/method.html", person=identity)
+    return render_template("activation/method.html", person=identity, via=flow.get("via", "code"))
 
 
 def _totp_page(mie: Mie, *, qr: str | None, uri: str | None, error: str | None,
@@ -405,4 +412,4 @@ def done() -> Response | tuple[str, int] | str:
     if not flow.get("codes") or not _has_password(identity):
         return redirect(url_for("activation.next_step"), 303)
     flask_session.pop(FLOW_KEY, None)
-    return render_template("activation/done.html", person=identity)
+    return render_template("activation/done.html", person=identity, via=flow.get("via", "code"))

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
-import unicodedata
-from zoneinfo import ZoneInfo
 
 import segno
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
@@ -32,34 +29,41 @@ from hospiconnect.authenticators.models import Mie
 from hospiconnect.db import utcnow
 from hospiconnect.directory import services as directory
 from hospiconnect.directory.models import Identity
+from hospiconnect.enrollment import levels
+from hospiconnect.enrollment import remote
 from hospiconnect.enrollment import services as enrollment
 from hospiconnect.enrollment import workflow as wf
+from hospiconnect.enrollment.verification import verification_of
 from hospiconnect.enrollment.interfaces import CaseNotFound, DocumentRefused, EnrollmentError
 from hospiconnect.enrollment.models import ActivationCode, EnrollmentCase
 from hospiconnect.errors import HospiConnectError, NotFound
 from hospiconnect.idp import login_session
 from hospiconnect.idp.models import SsoSession
+from hospiconnect.web.enrollment_common import (
+    CHECKED_AT_TOLERANCE,
+    MAX_FIELD_CHARS,
+    PARIS,
+    PUBLIC_ID_RE,
+    SEARCH_LIMIT,
+    access_denial,
+    activation_url,
+    officer_actor,
+    search_query,
+)
+from hospiconnect.web.enrollment_common import clean as _clean
+from hospiconnect.web.enrollment_common import parse_date as _parse_date
+from hospiconnect.web.enrollment_common import parse_local_datetime as _parse_local_datetime
+from hospiconnect.web.remote_enrollment import desk_panel as remote_panel
 
 bp = Blueprint("desk", __name__, url_prefix="/guichet")
 
-OFFICER_ROLE = "enrollment_officer"
-PARIS = ZoneInfo("Europe/Paris")
-MAX_SEARCH_CHARS = 100
-MAX_FIELD_CHARS = 200
-SEARCH_LIMIT = 50
 DEFAULT_COUNTRY = "FRA"
-PUBLIC_ID_RE = re.compile(r"[A-Za-z0-9._@-]{1,100}")
 
 KIND_LABELS = {wf.KIND_FIRST_MIE: "Premier moyen d'identification",
                wf.KIND_ADDITIONAL_MIE: "Moyen d'identification supplémentaire",
                wf.KIND_REPLACEMENT: "Remplacement d'un moyen perdu ou volé"}
 DOCUMENT_CHOICES = [("cni", "Carte nationale d'identité"), ("passport", "Passeport"),
                     ("residence_permit", "Titre de séjour"), ("driving_licence", "Permis de conduire")]
-MIE_TYPE_LABELS = {"password": "Mot de passe", "totp": "Application d'authentification (TOTP)",
-                   "webauthn": "Clé de sécurité"}
-MIE_STATUS_LABELS = {"pending": "En attente", "active": "Actif", "suspended": "Suspendu", "revoked": "Retiré"}
-PROOFING_LABELS = {wf.METHOD_FACE_TO_FACE: "vérifiée en face à face au guichet",
-                   wf.METHOD_FCPLUS: "vérifiée par FranceConnect+"}
 IDENTITY_STATUS_LABELS = {"pending": "En attente", "active": "Active", "suspended": "Suspendue", "departed": "Partie"}
 
 
@@ -72,20 +76,7 @@ class Officer:
 
     @property
     def actor(self) -> str:
-        return f"officer:{self.identity.user_name}"
-
-
-def access_denial(*, has_session: bool, roles: list[str], mfa_time: dt.datetime | None, recovery_only: bool,
-                  now: dt.datetime, recent_minutes: int) -> str | None:
-    """Return why the desk is refused (``no_session``, ``not_officer``, ``mfa_not_recent``), or None."""
-    if not has_session:
-        return "no_session"
-    if OFFICER_ROLE not in roles:
-        return "not_officer"
-    # A recovery-code session proves no second factor: it may not enroll anyone.
-    if recovery_only or mfa_time is None or now - mfa_time > dt.timedelta(minutes=recent_minutes):
-        return "mfa_not_recent"
-    return None
+        return officer_actor(self.identity)
 
 
 def _officer() -> Officer:
@@ -139,12 +130,6 @@ def _desk_date(value: dt.date | None) -> str:
     return value.strftime("%d/%m/%Y") if value is not None else "—"
 
 
-def _clean(value: str) -> str:
-    """Drop control characters from free text: PostgreSQL refuses a NUL byte outright, and none belongs in a
-    name, a place or a code."""
-    return "".join(ch for ch in value if unicodedata.category(ch) != "Cc")
-
-
 # --- lookups ---------------------------------------------------------------------------------------------
 
 
@@ -175,12 +160,11 @@ def _person_page(identity: Identity, *, errors: dict[str, str] | None = None, fo
     session = appctx.db_session()
     mies = mie_services.list_mie(session, identity)
     return render_template("desk/person.html", person=identity, cases=enrollment.cases_of(session, identity),
-                           mies=mies, lost_choices=[m for m in mies if m.status != "revoked"],
+                           verification=verification_of(session, identity),
+                           lost_choices=[m for m in mies if m.status != "revoked"],
                            is_self=_is_self(identity.id), kind_labels=KIND_LABELS, state_labels=wf.STATE_LABELS_FR,
-                           type_labels=MIE_TYPE_LABELS, status_labels=MIE_STATUS_LABELS,
-                           proofing_labels=PROOFING_LABELS, identity_status_labels=IDENTITY_STATUS_LABELS,
-                           errors=errors or {},
-                           form=form or {}), status
+                           type_labels=levels.MIE_TYPE_LABELS_FR, identity_status_labels=IDENTITY_STATUS_LABELS,
+                           errors=errors or {}, form=form or {}), status
 
 
 def _case_page(case: EnrollmentCase, *, errors: dict[str, str] | None = None, form: dict[str, str] | None = None,
@@ -194,7 +178,8 @@ def _case_page(case: EnrollmentCase, *, errors: dict[str, str] | None = None, fo
                            kind_labels=KIND_LABELS, state_labels=wf.STATE_LABELS_FR,
                            document_labels=wf.DOCUMENT_LABELS_FR, document_choices=DOCUMENT_CHOICES,
                            errors=errors or {}, form={**defaults, **(form or {})},
-                           activation_hours=appctx.runtime().settings.activation_hours), status
+                           activation_hours=appctx.runtime().settings.activation_hours,
+                           remote=remote_panel(session, case, appctx.runtime().settings)), status
 
 
 # --- pages -----------------------------------------------------------------------------------------------
@@ -203,7 +188,7 @@ def _case_page(case: EnrollmentCase, *, errors: dict[str, str] | None = None, fo
 @bp.get("", strict_slashes=False)
 def index() -> str:
     """Search the directory by name, user name, RPPS or e-mail."""
-    query = _clean(request.args.get("q", "")[:MAX_SEARCH_CHARS * 2]).strip()[:MAX_SEARCH_CHARS]
+    query = search_query(request.args.get("q", ""))
     total, people = (0, [])
     if query:
         total, people = directory.list_identities(appctx.db_session(), search=query, limit=SEARCH_LIMIT)
@@ -249,24 +234,6 @@ def case(case_id: str) -> tuple[str, int]:
     return _case_page(_case_or_404(case_id))
 
 
-def _parse_date(raw: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(raw.strip()[:10]) if raw.strip() else None
-    except ValueError:
-        return None
-
-
-def _parse_local_datetime(raw: str) -> dt.datetime | None:
-    """Read a ``datetime-local`` value given in the establishment's time zone; return it in UTC."""
-    try:
-        value = dt.datetime.fromisoformat(raw.strip()[:19])
-    except ValueError:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=PARIS)
-    return value.astimezone(dt.timezone.utc)
-
-
 @bp.post("/dossiers/<case_id>/verification")
 def verify(case_id: str) -> Response | tuple[str, int]:
     """Record the face-to-face document check."""
@@ -288,7 +255,7 @@ def verify(case_id: str) -> Response | tuple[str, int]:
     checked_at = _parse_local_datetime(form["checked_at"]) if form["checked_at"].strip() else now
     if checked_at is None:
         errors["checked_at"] = _("Date de vérification illisible.")
-    elif checked_at > now + dt.timedelta(minutes=5):
+    elif checked_at > now + CHECKED_AT_TOLERANCE:
         errors["checked_at"] = _("La date de vérification ne peut pas être dans le futur.")
     if errors:
         return _case_page(case_row, errors=errors, form=form, status=400)
@@ -310,11 +277,6 @@ def verify(case_id: str) -> Response | tuple[str, int]:
                           status=exc.http_status)
     flash(_("Identité vérifiée. Vous pouvez émettre le code d'activation."), "success")
     return redirect(url_for("desk.case", case_id=case_row.public_id), 303)
-
-
-def activation_url(issuer: str, code: str) -> str:
-    """The address printed on the sheet (and in its QR code): the activation page with the code filled in."""
-    return f"{issuer.rstrip('/')}/activation?code={code}"
 
 
 @bp.post("/dossiers/<case_id>/code")
@@ -347,3 +309,29 @@ def issue_code(case_id: str) -> tuple[str, int]:
                            groups=code.split("-"), qr=qr, url=url, activation_page=activation_url(
                                rt.settings.issuer, "").split("?")[0], valid_until=valid_until,
                            establishment=rt.settings.establishment_name), 200
+
+
+@bp.post("/dossiers/<case_id>/invitation")
+def send_invitation(case_id: str) -> Response | tuple[str, int]:
+    """Send the FranceConnect+ invitation e-mail of an opened case (remote enrollment)."""
+    case_row = _case_or_404(case_id)
+    officer = _officer()
+    rt = appctx.runtime()
+    session = appctx.db_session()
+    if _is_self(case_row.identity_id):
+        return _case_page(case_row, errors={"invitation": _("Vous ne pouvez pas enrôler votre propre identité : "
+                                                            "un autre agent doit s'en charger.")}, status=403)
+    try:
+        invitation, url = remote.send_invitation(session, rt.keys, rt.settings, case_row, actor=officer.actor,
+                                                 client_ip=appctx.client_ip())
+        session.commit()
+    except EnrollmentError as exc:
+        session.rollback()
+        return _case_page(enrollment.get_case(session, case_id), errors={"invitation": exc.message},
+                          status=exc.http_status)
+    flash(_("Invitation envoyée à %(email)s.", email=invitation.email), "success")
+    if not rt.settings.is_production and rt.settings.mail_sender == "console":
+        # Outside production with no real mail delivery, nobody could read the e-mail: show its link.
+        flash(_("Démonstration (aucun e-mail n'est réellement envoyé) : le lien reçu par la personne est %(url)s",
+                url=url), "info")
+    return redirect(url_for("desk.case", case_id=case_row.public_id), 303)

@@ -27,15 +27,23 @@ def init_app(app: Flask) -> None:
     csrf.exempt(scim_bp)
     app.register_blueprint(scim_bp)
     from hospiconnect.directory import views as directory_views
+    from hospiconnect.enrollment.verification import verification_of
 
-    # Registered only outside production: the pages have no sign-in yet.
-    directory_views.init_app(app)
+    # Registered only outside production: the pages have no sign-in yet. The directory cannot import
+    # enrollment (layers): the identity page's verification summary is handed to it here.
+    directory_views.init_app(app, verification=verification_of)
     _register_identity_provider(app)
     if app.config["SETTINGS"].env in ("demo", "development"):
         # The demo relying parties (/demo/…): never in production, nor in tests that do not ask for them.
         from hospiconnect.devtools import demo_rp
 
         demo_rp.init_app(app)
+    if app.config["SETTINGS"].fcplus_simulator_enabled:
+        # The FranceConnect+ simulator (/simulateur-franceconnect/…): outside production, when no real
+        # FranceConnect+ is configured.
+        from hospiconnect.devtools import fcplus_simulator
+
+        fcplus_simulator.init_app(app)
 
 
 def _register_identity_provider(app: Flask) -> None:
@@ -43,12 +51,17 @@ def _register_identity_provider(app: Flask) -> None:
     from hospiconnect.idp.views import bp as protocol_bp
     from hospiconnect.idp.wellknown import bp as wellknown_bp
     from hospiconnect.web.activation import bp as activation_bp
+    from hospiconnect.web.enrollment_api import bp as enrollment_api_bp
     from hospiconnect.web.enrollment_desk import bp as desk_bp
+    from hospiconnect.web.remote_enrollment import bp as remote_bp
     from hospiconnect.web.self_service import bp as mie_bp
     from hospiconnect.web.security import csrf
 
     # Protocol endpoints authenticate clients themselves (no browser form, no CSRF token).
     csrf.exempt(protocol_bp)
     csrf.exempt(wellknown_bp)
-    for blueprint in (wellknown_bp, protocol_bp, interaction_bp, mie_bp, desk_bp, activation_bp):
+    # The enrollment API authenticates every call with a bearer token, never with a cookie.
+    csrf.exempt(enrollment_api_bp)
+    for blueprint in (wellknown_bp, protocol_bp, interaction_bp, mie_bp, desk_bp, activation_bp, enrollment_api_bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(remote_bp)  # remote enrollment: invitation link, FranceConnect+ round trip

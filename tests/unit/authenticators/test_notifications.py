@@ -151,3 +151,25 @@ def test_make_sender(settings, tmp_path):
         notif.make_sender(dataclasses.replace(settings, mail_sender="smtp", smtp_url=""))
     with pytest.raises(SettingsError):
         notif.make_sender(dataclasses.replace(settings, mail_sender="pigeon"))
+
+
+def test_a_secret_body_is_encrypted_at_rest_sent_readable_then_erased(session, rt):
+    person = create_identity(session)
+    link = "http://localhost/activation/invitation/jeton-personnel-secret"
+    row = notif.notify(session, person, "Invitation", f"Votre lien : {link}", keys=rt.keys)
+    assert row is not None and notif.is_sealed(row)
+    assert "jeton-personnel-secret" not in row.body
+    # Without the keys the message cannot be read: it is kept and retried, never sent garbled.
+    assert notif.deliver_pending(session, Recorder()).as_dict() == {"sent": 0, "failed": 1}
+    assert row.sent_at is None and "CryptoError" in row.last_error
+    sender = Recorder()
+    assert notif.deliver_pending(session, sender, keys=rt.keys).sent == 1
+    assert [m.body for m in sender.sent] == [f"Votre lien : {link}"]
+    assert row.sent_at is not None and row.body == notif.ERASED_BODY
+
+
+def test_a_plain_body_stays_as_written_after_sending(session, rt):
+    person = create_identity(session)
+    row = notif.notify(session, person, "Sujet", "Corps")
+    assert notif.deliver_pending(session, Recorder(), keys=rt.keys).sent == 1
+    assert row.body == "Corps" and not notif.is_sealed(row)

@@ -184,15 +184,16 @@ def test_lost_secret_file_or_new_port_fix_the_clients_without_duplicates(rt, ses
     assert session.scalar(select(func.count(Client.id))) == 2
 
 
-def test_demo_accounts_have_the_password_and_three_of_them_a_totp_seed(rt, session, demo_settings):
+def test_demo_accounts_have_the_password_and_four_of_them_a_totp_seed(rt, session, demo_settings):
     summary = seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings)
     session.commit()
-    assert "4 compte(s) de démonstration et 3 application(s) d'authentification préparés" in summary
+    assert "5 compte(s) de démonstration et 4 application(s) d'authentification préparés" in summary
     accounts = demo_credentials(session, rt.keys, settings=demo_settings)
-    assert [a.role for a in accounts] == ["medecin", "ide", "aide_soignant", "administratif"]
+    assert [a.role for a in accounts] == ["medecin", "ide", "aide_soignant", "administratif", "enrollment_officer"]
     by_role = {a.role: a for a in accounts}
     assert by_role["medecin"].rpps and by_role["ide"].rpps
     assert by_role["aide_soignant"].rpps is None and by_role["administratif"].rpps is None
+    assert by_role["enrollment_officer"].rpps is None and by_role["enrollment_officer"].totp_seed
     assert by_role["administratif"].totp_seed is None and by_role["administratif"].otpauth_uri is None
     throttle = make_throttle(demo_settings)
     for account in accounts:
@@ -209,8 +210,8 @@ def test_demo_accounts_have_the_password_and_three_of_them_a_totp_seed(rt, sessi
                                            client_ip=None, throttle=throttle, keys=rt.keys)
             assert mie.status == "active" and mie.proofing_method == "face_to_face"
     session.commit()
-    assert len({a.totp_seed for a in accounts if a.totp_seed}) == 3
-    assert len({a.user_name for a in accounts}) == 4
+    assert len({a.totp_seed for a in accounts if a.totp_seed}) == 4
+    assert len({a.user_name for a in accounts}) == 5
 
 
 def test_second_run_creates_nothing_and_keeps_the_seeds(rt, session, demo_settings):
@@ -239,8 +240,8 @@ def test_a_revoked_demo_totp_is_replaced_and_nobody_elses_credentials_are_touche
     session.commit()
     again = demo_credentials(session, rt.keys, settings=demo_settings)[0]
     assert again.user_name == doctor.user_name and again.totp_seed and again.totp_seed != doctor.totp_seed
-    # Only the four demo accounts have MIE.
-    assert len({identity_id for identity_id, _, _ in _mie_rows(session)}) == 4
+    # Only the five demo accounts have MIE.
+    assert len({identity_id for identity_id, _, _ in _mie_rows(session)}) == 5
 
 
 def test_without_settings_no_demo_client_nor_account(rt, session):
@@ -262,7 +263,47 @@ def test_banner_lists_accounts_seeds_and_the_two_apps(rt, session, demo_settings
     assert "FreeOTP ou Google Authenticator" in text
     for account in accounts:
         assert account.user_name in text
-    assert text.count(DEMO_PASSWORD) == 4
-    assert sum(1 for a in accounts if a.totp_seed and a.totp_seed in text) == 3
+    assert text.count(DEMO_PASSWORD) == 5
+    assert sum(1 for a in accounts if a.totp_seed and a.totp_seed in text) == 4
     assert "le DPI (démo) lui refusera l'accès" in text
     assert "http://localhost:5099/demo/dpi" in text and "http://localhost:5099/demo/intranet" in text
+    # The desk and the activation page, and which account opens the desk.
+    assert "Agent d'enrôlement" in text
+    assert "guichet d'enrôlement (agent d'enrôlement connecté avec deux facteurs) : http://localhost:5099/guichet" \
+        in text
+    assert "fiche d'activation : http://localhost:5099/activation" in text
+    officer_block = text[text.index("Agent d'enrôlement"):text.index("Applications de démonstration")]
+    assert "http://localhost:5099/guichet" in officer_block
+    assert "invitation FranceConnect+" in text.split("Enrôlement à distance (simulateur FranceConnect+", 1)[1]
+
+
+def test_banner_says_nothing_of_the_simulator_once_franceconnect_is_configured(demo_settings):
+    configured = dataclasses.replace(demo_settings, fcplus_discovery_url="https://fcp.example/.well-known/x")
+    assert "simulateur FranceConnect+" not in "\n".join(credentials_banner([], configured))
+
+
+def test_the_demo_registration_officer_is_an_administrative_agent_granted_the_role(rt, session, demo_settings):
+    seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings)
+    session.commit()
+    by_role = {a.role: a for a in demo_credentials(session, rt.keys, settings=demo_settings)}
+    officer = session.scalar(select(Identity).where(Identity.user_name == by_role["enrollment_officer"].user_name))
+    assert set(officer.role_names) == {"administratif", "enrollment_officer"}
+    assert officer.user_name != by_role["administratif"].user_name
+    # Nobody else holds the role, and the grant went through the directory service (journaled).
+    holders = [i for i in session.scalars(select(Identity)) if "enrollment_officer" in i.role_names]
+    assert holders == [officer]
+    updates = session.scalars(select(AuditEvent).where(AuditEvent.subject == officer.public_id,
+                                                       AuditEvent.tag == "directory:identity:updated")).all()
+    assert len(updates) == 1 and '"roles"' in updates[0].details
+    # The officer's TOTP is proofed like the other demo accounts'.
+    (officer_totp,) = mie_services.active_mie_for(session, officer, "totp")
+    assert officer_totp.proofing_method == "face_to_face"
+
+
+def test_the_seed_leaves_people_for_the_officer_to_enroll(rt, session, demo_settings):
+    seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings)
+    session.commit()
+    with_mie = set(session.scalars(select(Mie.identity_id)))
+    enrollable = [i for i in session.scalars(select(Identity)) if i.status == "active" and i.id not in with_mie]
+    assert len(enrollable) >= 20
+    assert any(i.rpps for i in enrollable) and any(not i.rpps for i in enrollable)

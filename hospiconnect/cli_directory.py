@@ -124,6 +124,12 @@ def _import_human(data: dict[str, Any]) -> str:
         lines.append("Simulation : rien n'a été enregistré.")
     elif data["applied"]:
         lines.append(f"Import enregistré ({data['journal_events']} événement(s) au journal).")
+    if "invitations" in data:
+        invitations = data["invitations"]
+        lines.append(f"Invitations FranceConnect+ : {invitations['sent']} envoyée(s) aux nouvelles identités "
+                     "(elles partent avec les prochains travaux périodiques).")
+        for missed in invitations["not_sent"][:HUMAN_REJECTIONS_SHOWN]:
+            lines.append(f"  pas d'invitation pour {missed['user_name']} : {missed['message']}")
     else:
         lines.append("Aucune modification enregistrée : corrigez les lignes refusées, ou relancez avec --partial "
                      "pour n'importer que les lignes valides.")
@@ -135,12 +141,15 @@ def _import_human(data: dict[str, Any]) -> str:
 @click.option("--dry-run", is_flag=True, help="Vérifie et montre ce qui serait fait, sans rien écrire.")
 @click.option("--partial", is_flag=True, help="Importe les lignes valides même si d'autres sont refusées.")
 @click.option("--today", type=DATE, default=None, help="Date du jour (AAAA-MM-JJ) pour juger les dates de fin.")
+@click.option("--invite", is_flag=True,
+              help="Envoie une invitation FranceConnect+ (enrôlement à distance) à chaque identité créée.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def import_command(ctx: click.Context, file: str, dry_run: bool, partial: bool, today: dt.date | None,
-                   as_json: bool) -> None:
+                   invite: bool, as_json: bool) -> None:
     """Importe l'export CSV du SIRH (création, mise à jour et fin des identités par matricule).
 
+    Avec --invite, chaque nouvelle identité reçoit une invitation à s'enrôler à distance avec FranceConnect+.
     Code de sortie : 0 tout est appliqué, 1 des lignes sont refusées, 2 fichier inutilisable.
     """
     day = today or dt.date.today()
@@ -155,8 +164,32 @@ def import_command(ctx: click.Context, file: str, dry_run: bool, partial: bool, 
     rt = runtime_of(ctx)
     with rt.db.session() as session:
         report = importer.run_import(session, parsed, today=day, dry_run=dry_run, partial=partial)
-    emit(report.as_dict(), as_json, _import_human)
+    data = report.as_dict()
+    if invite and report.applied:
+        data["invitations"] = _invite_created(rt, [c.public_id for c in report.plan.changes if c.action == "created"])
+    emit(data, as_json, _import_human)
     sys.exit(report.exit_code)
+
+
+def _invite_created(rt: Any, public_ids: list[str]) -> dict[str, Any]:
+    """Invite each identity just created (one transaction each); return what was sent and what was not."""
+    from hospiconnect.enrollment import remote
+    from hospiconnect.enrollment.interfaces import EnrollmentError
+
+    sent = 0
+    not_sent: list[dict[str, str]] = []
+    for public_id in public_ids:
+        user_name = public_id
+        try:
+            with rt.db.session() as session:
+                person = services.get_identity(session, public_id)
+                user_name = person.user_name
+                remote.invite_identity(session, rt.keys, rt.settings, person, actor="cli")
+            sent += 1
+        except EnrollmentError as exc:  # journaled by the service; the others are still invited
+            not_sent.append({"identity": public_id, "user_name": user_name,
+                             "reason": str(getattr(exc, "reason", exc.code)), "message": exc.message})
+    return {"sent": sent, "not_sent": not_sent}
 
 
 # --- add / show / list ---------------------------------------------------------------------------------

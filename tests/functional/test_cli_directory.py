@@ -278,3 +278,41 @@ def test_lifecycle_on_unknown_identity(run):
     for args in (("suspend", "X", "--reason", "r"), ("reactivate", "X"), ("end", "X")):
         result = run("directory", *args)
         assert result.exit_code == 1 and "Aucune identité" in result.stderr
+
+
+def test_import_with_invite_sends_an_invitation_to_each_new_identity(run, rt, hrfile):
+    from hospiconnect.authenticators.models import Notification
+    from hospiconnect.enrollment.models import EnrollmentCase, Invitation
+
+    existing = hrfile(line("M0", "Ancien", email="ancien@chu-exemple.fr"), name="before.csv")
+    ok_json(run("directory", "import", existing, "--json"))
+    path = hrfile(line("M0", "Ancien", email="ancien@chu-exemple.fr"),
+                  line("M1", "Martin", email="claire.martin@chu-exemple.fr"), line("M2", "Durand"))
+    data = ok_json(run("directory", "import", path, "--invite", "--json"))
+    assert data["counts"]["created"] == 2
+    invitations = data["invitations"]
+    assert invitations["sent"] == 1
+    [missed] = invitations["not_sent"]
+    assert missed["reason"] == "no_email" and missed["user_name"].endswith("durand")
+    with rt.db.session() as s:
+        [invitation] = s.scalars(select(Invitation)).all()
+        assert invitation.email == "claire.martin@chu-exemple.fr" and invitation.sent_by == "cli"
+        case = s.get(EnrollmentCase, invitation.case_id)
+        assert (case.kind, case.state, case.opened_by) == ("first_mie", "opened", "cli")
+        assert s.scalar(select(func.count()).select_from(Notification)) == 1
+        # Nobody already in the directory is invited, and the refusal is journaled.
+        assert s.scalar(select(func.count()).select_from(EnrollmentCase)) == 1
+        assert s.scalar(select(func.count()).select_from(AuditEvent)
+                        .where(AuditEvent.tag == "enrollment:invitation:not_sent")) == 1
+    human = run("directory", "import", hrfile(line("M3", "Petit", email="p@chu-exemple.fr"), name="c.csv"),
+                "--invite")
+    assert human.exit_code == 0 and "Invitations FranceConnect+ : 1 envoyée(s)" in human.stdout
+
+
+def test_import_without_invite_sends_nothing(run, rt, hrfile):
+    from hospiconnect.enrollment.models import Invitation
+
+    data = ok_json(run("directory", "import", hrfile(line("M1", "Martin", email="c.m@chu-exemple.fr")), "--json"))
+    assert "invitations" not in data
+    with rt.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Invitation)) == 0

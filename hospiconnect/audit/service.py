@@ -1,9 +1,11 @@
 """Append events to the journal and verify its hash chain.
 
-An event is written in the caller's session, so it commits or rolls back with the change it records.
-Appends are serialised by updating the single ``audit_head`` row first: on PostgreSQL that takes a row
-lock held until commit, on SQLite the database write lock. Each entry's hash covers its fields and the
-previous entry's hash; ``seq`` is contiguous, so a deleted row is found as well as a changed one.
+An event is recorded in the caller's session and written when that transaction commits, so it commits or
+rolls back with the change it records. Appends are serialised by updating the single ``audit_head`` row
+first: on PostgreSQL that takes a row lock held until commit, on SQLite the database write lock; since the
+events of a transaction are written together as it commits, the lock is held for the commit only. Each
+entry's hash covers its fields and the previous entry's hash; ``seq`` is contiguous, so a deleted row is
+found as well as a changed one.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import hashlib
 import json
 from typing import Any, Iterable
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.sql.util import find_tables
 
 from hospiconnect.audit.models import GENESIS_HASH, AuditEvent, AuditHead
 from hospiconnect.audit.tags import TAG_RE
@@ -49,6 +52,24 @@ def _ensure_head(session: Session) -> None:
         session.flush()
 
 
+# Events recorded in a session wait here (``Session.info``) until the transaction commits.
+_PENDING = "hospiconnect.audit.pending"
+# Rows per INSERT statement when appending.
+_CHUNK = 500
+_COLUMNS = ("seq", "occurred_at", "tag", "actor", "subject", "client_ip", "outcome", "details", "prev_hash", "hash")
+
+
+def _event(tag: str, actor: str, subject: str | None, client_ip: str | None, outcome: str,
+           details: dict[str, Any] | None, occurred_at: dt.datetime) -> AuditEvent:
+    if not TAG_RE.match(tag):
+        raise ValueError(f"bad audit tag {tag!r}")
+    if outcome not in OUTCOMES:
+        raise ValueError(f"bad audit outcome {outcome!r}")
+    return AuditEvent(occurred_at=occurred_at, tag=tag, actor=actor[:200],
+                      subject=subject[:200] if subject else None, client_ip=client_ip, outcome=outcome,
+                      details=json.dumps(details or {}, sort_keys=True, ensure_ascii=False, default=str))
+
+
 def record(
     session: Session,
     tag: str,
@@ -59,43 +80,79 @@ def record(
     outcome: str = "success",
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event in ``session`` (not committed here) and return it (not attached to the session)."""
-    if not TAG_RE.match(tag):
-        raise ValueError(f"bad audit tag {tag!r}")
-    if outcome not in OUTCOMES:
-        raise ValueError(f"bad audit outcome {outcome!r}")
-    # Take the lock first: the UPDATE makes every other appender wait until we commit. Core statements
-    # (no ORM flush) keep the time the lock is held short.
-    bump = update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1).returning(
-        AuditHead.seq, AuditHead.last_hash)
+    """Record one event in ``session``'s transaction and return it (not attached to the session).
+
+    The event is appended to the chain when the transaction commits (or earlier, when the session reads the
+    journal), so it exists if and only if the change it records was committed, and the journal's lock is
+    held only while the transaction commits. ``seq`` and ``hash`` are set on the returned object then.
+    Raises ValueError for a malformed tag or outcome.
+    """
+    event = _event(tag, actor, subject, client_ip, outcome, details, utcnow())
+    if not session.in_transaction():
+        session.begin()  # so that a rollback, even before any statement, forgets the event
+    session.info.setdefault(_PENDING, []).append(event)
+    return event
+
+
+def _append(session: Session, events: list[AuditEvent]) -> None:
+    """Chain ``events`` after the journal's head and write them: the head's row is locked first (until the
+    transaction ends), so appends are serialised and ``seq`` stays contiguous."""
+    bump = (update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + len(events))
+            .returning(AuditHead.seq, AuditHead.last_hash))
     head = session.execute(bump).first()
     if head is None:
         _ensure_head(session)
         head = session.execute(bump).one()
-    event = AuditEvent(
-        seq=head.seq,
-        occurred_at=utcnow(),
-        tag=tag,
-        actor=actor[:200],
-        subject=subject[:200] if subject else None,
-        client_ip=client_ip,
-        outcome=outcome,
-        details=json.dumps(details or {}, sort_keys=True, ensure_ascii=False, default=str),
-        prev_hash=head.last_hash,
-    )
-    event.hash = compute_hash(event)
-    insert = AuditEvent.__table__.insert().values({c: getattr(event, c) for c in _COLUMNS})
-    move_head = update(AuditHead).where(AuditHead.id == 1).values(last_hash=event.hash)
-    if session.get_bind().dialect.name == "postgresql":
-        # One round trip instead of two while the head's lock is held: the INSERT rides in a CTE.
-        session.execute(move_head.add_cte(insert.cte("appended")))
-    else:
-        session.execute(insert)
-        session.execute(move_head)
-    return event
+    seq, prev = head.seq - len(events), head.last_hash
+    rows = []
+    for event in events:
+        seq += 1
+        event.seq, event.prev_hash = seq, prev
+        event.hash = prev = compute_hash(event)
+        rows.append({c: getattr(event, c) for c in _COLUMNS})
+    move_head = update(AuditHead).where(AuditHead.id == 1).values(last_hash=prev)
+    table = AuditEvent.__table__
+    if len(rows) <= _CHUNK and session.get_bind().dialect.name == "postgresql":
+        # One round trip: the rows ride in a CTE of the statement that moves the head.
+        session.execute(move_head.add_cte(table.insert().values(rows).cte("appended")))
+        return
+    for start in range(0, len(rows), _CHUNK):
+        session.execute(table.insert(), rows[start:start + _CHUNK])
+    session.execute(move_head)
 
 
-_COLUMNS = ("seq", "occurred_at", "tag", "actor", "subject", "client_ip", "outcome", "details", "prev_hash", "hash")
+def write_pending(session: Session) -> int:
+    """Append the events recorded in ``session`` and not yet written; return how many."""
+    events = session.info.pop(_PENDING, None)
+    if not events:
+        return 0
+    _append(session, events)
+    return len(events)
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    write_pending(session)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _after_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
+    # The change was not committed: neither are its events. (A savepoint rolled back alone keeps them: no
+    # event is recorded inside one.)
+    if previous_transaction.parent is None:
+        session.info.pop(_PENDING, None)
+
+
+_JOURNAL_TABLES = frozenset({"audit_events", "audit_head"})
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _before_reading_the_journal(state: ORMExecuteState) -> None:
+    # Whoever reads the journal in the transaction that recorded events sees them, as if written at once.
+    session = state.session
+    if session.info.get(_PENDING) and any(t.name in _JOURNAL_TABLES for t in find_tables(state.statement,
+                                                                                        include_crud=True)):
+        write_pending(session)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,33 +168,14 @@ class PendingEvent:
 
 
 def record_many(session: Session, events: list[PendingEvent]) -> int:
-    """Append many events under one lock (bulk operations such as an HR import); return how many."""
+    """Append many events at once, now (bulk operations such as an HR import); return how many."""
     if not events:
         return 0
-    for item in events:
-        if not TAG_RE.match(item.tag) or item.outcome not in OUTCOMES:
-            raise ValueError(f"bad audit event {item.tag!r}/{item.outcome!r}")
-    result = session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + len(events)))
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        _ensure_head(session)
-        session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + len(events)))
-    head = session.execute(select(AuditHead.seq, AuditHead.last_hash).where(AuditHead.id == 1)).one()
-    seq = head.seq - len(events)
-    prev = head.last_hash
     now = utcnow()
-    rows = []
-    for item in events:
-        seq += 1
-        event = AuditEvent(seq=seq, occurred_at=now, tag=item.tag, actor=item.actor[:200],
-                           subject=item.subject[:200] if item.subject else None, client_ip=item.client_ip,
-                           outcome=item.outcome,
-                           details=json.dumps(item.details or {}, sort_keys=True, ensure_ascii=False, default=str),
-                           prev_hash=prev)
-        event.hash = prev = compute_hash(event)
-        rows.append({c: getattr(event, c) for c in _COLUMNS})
-    session.execute(AuditEvent.__table__.insert(), rows)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=prev))
-    return len(events)
+    built = [_event(e.tag, e.actor, e.subject, e.client_ip, e.outcome, e.details, now) for e in events]
+    write_pending(session)  # events recorded earlier in the transaction keep their place in the chain
+    _append(session, built)
+    return len(built)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -115,6 +115,10 @@ class ThrottleBackend(Protocol):
     def get(self, session: Session | None, key: str, forget_before: dt.datetime) -> CounterState | None:
         """Return the counter, or None when absent or when its last failure is older than ``forget_before``."""
 
+    def get_many(self, session: Session | None, keys: list[str],
+                 forget_before: dt.datetime) -> dict[str, CounterState | None]:
+        """:meth:`get` for several keys in one round trip."""
+
     def add_failure(self, session: Session | None, key: str, now: dt.datetime, *, lock_at: int,
                     lock_until: dt.datetime, forget_before: dt.datetime) -> int:
         """Count one failure (restarting from 1 when the previous one is older than ``forget_before``) and
@@ -168,14 +172,16 @@ class Throttle:
         """
         _check_kind(kind)
         now = now or utcnow()
+        keys = ([account_key(account, kind)] if account else []) + ([ip_key(ip, kind)] if ip else [])
+        states = self.backend.get_many(session, keys, self._forget_before(now)) if keys else {}
         if account:
-            state = self.backend.get(session, account_key(account, kind), self._forget_before(now))
+            state = states.get(account_key(account, kind))
             if state is not None:
                 if state.locked_until is not None and state.locked_until > now:
                     raise Locked(_seconds_until(state.locked_until, now))
                 self._raise_if_early(state, now, ip=False)
         if ip:
-            state = self.backend.get(session, ip_key(ip, kind), self._forget_before(now))
+            state = states.get(ip_key(ip, kind))
             if state is not None:
                 if state.locked_until is not None and state.locked_until > now:
                     raise Throttled(_seconds_until(state.locked_until, now), scope="ip")
@@ -249,16 +255,20 @@ class DatabaseBackend:
     """Counters in ``throttle_counters``, written in the caller's session (commit with the attempt)."""
 
     def get(self, session: Session | None, key: str, forget_before: dt.datetime) -> CounterState | None:
+        return self.get_many(session, [key], forget_before)[key]
+
+    def get_many(self, session: Session | None, keys: list[str],
+                 forget_before: dt.datetime) -> dict[str, CounterState | None]:
         assert session is not None, "the database backend needs the caller's session"
-        row = session.execute(
-            select(_counters.c.failures, _counters.c.last_failure_at, _counters.c.locked_until)
-            .where(_counters.c.key == key)
-        ).first()
-        if row is None or row.failures <= 0:
-            return None
-        if row.last_failure_at is None or row.last_failure_at < forget_before:
-            return None
-        return CounterState(row.failures, row.last_failure_at, row.locked_until)
+        found: dict[str, CounterState | None] = dict.fromkeys(keys)
+        rows = session.execute(
+            select(_counters.c.key, _counters.c.failures, _counters.c.last_failure_at, _counters.c.locked_until)
+            .where(_counters.c.key.in_(keys))
+        ).all()
+        for row in rows:
+            if row.failures > 0 and row.last_failure_at is not None and row.last_failure_at >= forget_before:
+                found[row.key] = CounterState(row.failures, row.last_failure_at, row.locked_until)
+        return found
 
     def add_failure(self, session: Session | None, key: str, now: dt.datetime, *, lock_at: int,
                     lock_until: dt.datetime, forget_before: dt.datetime) -> int:
@@ -339,11 +349,21 @@ class RedisBackend:
         self._script = self.client.register_script(_ADD_FAILURE)  # type: ignore[attr-defined]
 
     def get(self, session: Session | None, key: str, forget_before: dt.datetime) -> CounterState | None:
-        failures, last, until = self.client.hmget(self.prefix + key, "f", "l", "u")  # type: ignore[attr-defined]
-        last_at = _from_epoch(last)
-        if not failures or int(failures) <= 0 or last_at is None or last_at < forget_before:
-            return None
-        return CounterState(int(failures), last_at, _from_epoch(until))
+        return self.get_many(session, [key], forget_before)[key]
+
+    def get_many(self, session: Session | None, keys: list[str],
+                 forget_before: dt.datetime) -> dict[str, CounterState | None]:
+        pipe = self.client.pipeline(transaction=False)  # type: ignore[attr-defined]
+        for key in keys:
+            pipe.hmget(self.prefix + key, "f", "l", "u")
+        found: dict[str, CounterState | None] = {}
+        for key, (failures, last, until) in zip(keys, pipe.execute()):
+            last_at = _from_epoch(last)
+            if not failures or int(failures) <= 0 or last_at is None or last_at < forget_before:
+                found[key] = None
+            else:
+                found[key] = CounterState(int(failures), last_at, _from_epoch(until))
+        return found
 
     def add_failure(self, session: Session | None, key: str, now: dt.datetime, *, lock_at: int,
                     lock_until: dt.datetime, forget_before: dt.datetime) -> int:

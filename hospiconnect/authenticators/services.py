@@ -54,7 +54,7 @@ from hospiconnect.authenticators.models import (
 from hospiconnect.authenticators.notifications import notify_event
 from hospiconnect.crypto import InstanceKeys
 from hospiconnect.db import utcnow
-from hospiconnect.directory.models import Identity
+from hospiconnect.directory.models import ONLY_IDENTITY, Identity
 from hospiconnect.errors import HospiConnectError
 from hospiconnect.ratelimit import Locked, Throttle, Throttled
 
@@ -225,7 +225,9 @@ def list_mie(session: Session, identity: Identity, *, include_revoked: bool = Tr
 
 def active_mie_for(session: Session, identity: Identity, mie_type: str | None = None) -> list[Mie]:
     """Return the active MIE of ``identity`` (oldest first), optionally only those of ``mie_type``."""
-    stmt = select(Mie).where(Mie.identity_id == identity.id, Mie.status == "active").order_by(Mie.created_at, Mie.id)
+    # The transitions load only if read: the sign-in pages call this at every step and never do.
+    stmt = (select(Mie).where(Mie.identity_id == identity.id, Mie.status == "active")
+            .order_by(Mie.created_at, Mie.id).options(lazyload(Mie.transitions)))
     if mie_type is not None:
         stmt = stmt.where(Mie.type == mie_type)
     return list(session.scalars(stmt))
@@ -353,7 +355,8 @@ def verify_password(session: Session, user_name: str, password: str, *, client_i
                         actor=attempted or "anonymous", subject=None, exc=exc)
         raise
 
-    identity = session.scalar(select(Identity).where(Identity.user_name == account)) if account else None
+    identity = (session.scalar(select(Identity).where(Identity.user_name == account).options(*ONLY_IDENTITY))
+                if account else None)
     found = _password_mie(session, identity.id) if identity is not None else None
     reason: str | None = None
     verification = pw.Verification(False)

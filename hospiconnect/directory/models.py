@@ -4,9 +4,13 @@ import datetime as dt
 import uuid
 
 from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, lazyload, mapped_column, relationship
 
 from hospiconnect.db import Base, UTCDateTime, utcnow
+
+#: Query options loading an identity without its establishments, units and roles (three statements saved),
+#: which then load on first access: for the sign-in path, where most requests never read them.
+ONLY_IDENTITY = (lazyload("*"),)
 
 
 def new_public_id() -> str:

@@ -45,12 +45,11 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN, create_s256_code_challenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core.grants import OpenIDCode
-from sqlalchemy.orm import lazyload
 
 from hospiconnect.audit import service as audit
 from hospiconnect.audit import tags
 from hospiconnect.db import utcnow
-from hospiconnect.directory.models import Identity
+from hospiconnect.directory.models import ONLY_IDENTITY, Identity
 from hospiconnect.idp import login_session, oidc, tokens
 from hospiconnect.idp.models import AuthorizationCode, SsoSession, Token
 
@@ -116,7 +115,7 @@ def _journal_refusal(server: "Server", request: Any, reason: str, **details: Any
 def _active_identity(server: "Server", identity_id: int) -> Identity | None:
     # Relationships (establishments, units, roles) load only if the claims need them: a refresh grant
     # usually does not, and selectin loading them costs three queries per request.
-    identity = server.db().get(Identity, identity_id, options=[lazyload("*")])
+    identity = server.db().get(Identity, identity_id, options=ONLY_IDENTITY)
     return identity if identity is not None and identity.is_active else None
 
 
@@ -179,7 +178,11 @@ class IdToken(OpenIDCode):
             refresh: Token = request.refresh_token.row
             session_id, auth_time, acr, nonce = refresh.session_id, refresh.auth_time, refresh.acr, None
             amr = json.loads(refresh.amr_json or "[]")
-        sso = server.db().get(SsoSession, session_id) if session_id else None
+        # The grant keeps the session it checked on the request (the session's identity map holds objects
+        # weakly: looking it up again here would read it again).
+        sso = getattr(request, "sso", None)
+        if sso is None or sso.id != session_id:
+            sso = server.db().get(SsoSession, session_id) if session_id else None
         return oidc.id_token(server.db(), server.keys(), server.settings(), client=client, identity=request.user,
                              scope=token["scope"], auth_time=auth_time, acr=acr, amr=amr,
                              sid=sso.sid if sso else None, nonce=nonce, access_token=token.get("access_token"))
@@ -246,6 +249,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             _journal_refusal(server, self.request, "identity_or_session_inactive")
             raise InvalidGrantError("The authorization is no longer valid.")
         self.request.user = user
+        self.request.sso = sso
         scope = row.scope
         grant = tokens.Grant(client_id=row.client_id, identity_id=row.identity_id, session_id=row.session_id,
                              scope=scope, auth_time=row.auth_time, acr=row.acr,
@@ -266,13 +270,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token: str) -> TokenRecord | None:
         server = _server(self)
-        row = tokens.find_token(server.db(), server.keys(), refresh_token, kind="refresh")
+        # Concurrent uses of one family wait here, before any write, then see each other's outcome.
+        row = tokens.find_refresh_token_locked(server.db(), server.keys(), refresh_token)
         if row is None:
             _journal_refusal(server, self.request, "unknown_refresh_token")
             return None
-        # Concurrent uses of one family wait here, before any write, then see each other's outcome.
-        tokens.lock_family(server.db(), row.family_id)
-        server.db().refresh(row)
         if row.used_at is not None:
             self._reused(row)
             return None
@@ -321,6 +323,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             self._reused(row)
             raise InvalidGrantError("Invalid refresh token.")
         self.request.user = user
+        self.request.sso = sso
         scope = self.request.payload.scope or row.scope
         token = server.issue(tokens.grant_of(row), access_scope=scope, with_refresh=True)
         login_session.touch(server.db(), sso, now)
@@ -332,7 +335,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
 
 def _public_id(server: "Server", identity_id: int) -> str | None:
-    identity = server.db().get(Identity, identity_id)
+    identity = server.db().get(Identity, identity_id, options=ONLY_IDENTITY)
     return identity.public_id if identity else None
 
 

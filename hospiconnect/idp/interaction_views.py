@@ -50,7 +50,7 @@ from hospiconnect.authenticators.interfaces import (
     NotEnrolled,
     Throttled,
 )
-from hospiconnect.directory.models import Identity
+from hospiconnect.directory.models import ONLY_IDENTITY, Identity
 from hospiconnect.errors import HospiConnectError
 from hospiconnect.idp import interactions, login_session
 from hospiconnect.idp.models import Interaction, SsoSession
@@ -177,7 +177,7 @@ def _load(interaction_id: str, *, force_login: bool = False) -> Step:
     sso = login_session.current(session, rt.keys, rt.settings, _cookie())
     view = interactions.describe(session, interaction)
     person = None if force_login else _known_person(interaction, sso)
-    identity = session.get(Identity, person) if person is not None else None
+    identity = session.get(Identity, person, options=ONLY_IDENTITY) if person is not None else None
     if identity is not None and not identity.is_active:
         identity = None
     stage, has_totp, has_webauthn = LOGIN, False, False
@@ -203,7 +203,7 @@ def _prefill(step: Step, force_login: bool) -> str:
         return step.view.login_hint[:_MAX_FIELD]
     if step.sso is not None and not force_login:
         # Signing in again (prompt=login, max_age): the person of the session most likely.
-        owner = appctx.db_session().get(Identity, step.sso.identity_id)
+        owner = appctx.db_session().get(Identity, step.sso.identity_id, options=ONLY_IDENTITY)
         return owner.user_name if owner is not None else ""
     return ""
 
@@ -533,7 +533,7 @@ def webauthn_complete(interaction_id: str) -> Response:
             interactions.record_login(session, step.interaction, result.identity_id, result.amr,
                                       client_ip=appctx.client_ip())
             _remember(_PROOFS, interaction_id, result.identity_id)
-            identity = session.get(Identity, result.identity_id)
+            identity = session.get(Identity, result.identity_id, options=ONLY_IDENTITY)
             step = dataclasses.replace(step, identity=identity)
         else:
             interactions.record_second_factor(session, step.interaction, result.amr,

@@ -30,12 +30,13 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hospiconnect.audit import service as audit
 from hospiconnect.audit import tags
 from hospiconnect.crypto import InstanceKeys
 from hospiconnect.db import utcnow
-from hospiconnect.directory.models import Identity
+from hospiconnect.directory.models import ONLY_IDENTITY, Identity
 from hospiconnect.errors import Conflict, HospiConnectError, NotFound
 from hospiconnect.idp import checks, login_session
 from hospiconnect.idp.models import Client, Interaction, SsoSession
@@ -283,7 +284,7 @@ def record_login(session: Session, interaction: Interaction, identity_id: int, a
     now = now or utcnow()
     values = _check_amr(amr)
     _usable(session, interaction, now)
-    identity = session.get(Identity, identity_id)
+    identity = session.get(Identity, identity_id, options=ONLY_IDENTITY)
     if identity is None or not identity.is_active:
         raise LoginRefused()
     interaction.identity_id = identity_id
@@ -350,7 +351,7 @@ def complete(session: Session, interaction: Interaction, *, client_ip: str | Non
         raise InteractionStateError("Identifiez-vous d'abord avec votre identifiant et votre mot de passe.")
     if person is None:  # for the type checker: person_id() is identity_id when it is set
         raise InteractionStateError("Identifiez-vous d'abord.")
-    identity = session.get(Identity, person)
+    identity = session.get(Identity, person, options=ONLY_IDENTITY)
     if identity is None or not identity.is_active:
         raise LoginRefused()
     done = session.execute(
@@ -360,7 +361,7 @@ def complete(session: Session, interaction: Interaction, *, client_ip: str | Non
     ).rowcount  # type: ignore[attr-defined]
     if not done:
         raise InteractionExpired("Cette demande de connexion est déjà terminée. Retournez à l'application.")
-    interaction.completed_at = now
+    set_committed_value(interaction, "completed_at", now)  # what the UPDATE wrote: nothing more to flush
     facts = login_session.person_facts(session, person)
     acr = checks.acr_for(amr, bool(facts and facts.proofed))
     sso, cookie = login_session.open(session, keys, settings, identity_id=person, amr=amr, acr=acr,
@@ -401,7 +402,7 @@ def open_recovery_session(session: Session, interaction: Interaction, *, client_
         raise InteractionStateError("Identifiez-vous d'abord avec votre identifiant et votre mot de passe.")
     if person is None:  # for the type checker: person_id() is identity_id when it is set
         raise InteractionStateError("Identifiez-vous d'abord.")
-    identity = session.get(Identity, person)
+    identity = session.get(Identity, person, options=ONLY_IDENTITY)
     if identity is None or not identity.is_active:
         raise LoginRefused()
     facts = login_session.person_facts(session, person)

@@ -30,7 +30,7 @@ from hospiconnect.audit import tags
 from hospiconnect.authenticators.models import Mie
 from hospiconnect.crypto import InstanceKeys
 from hospiconnect.db import utcnow
-from hospiconnect.directory.models import Identity
+from hospiconnect.directory.models import ONLY_IDENTITY, Identity
 from hospiconnect.idp import checks
 from hospiconnect.idp.models import SessionClient, SsoSession, Token
 from hospiconnect.settings import Settings
@@ -78,7 +78,7 @@ def _amr_json(amr: Iterable[str]) -> str:
 
 def public_id_of(session: Session, identity_id: int) -> str:
     """Return the public id of the identity ``identity_id`` (for the journal)."""
-    identity = session.get(Identity, identity_id)
+    identity = session.get(Identity, identity_id, options=ONLY_IDENTITY)  # usually already loaded: no query
     return identity.public_id if identity else str(identity_id)
 
 
@@ -163,20 +163,28 @@ def current(session: Session, keys: InstanceKeys, settings: Settings, cookie_val
         return None
     reason = death_reason(sso, settings, now)
     if reason is None:
-        identity = session.get(Identity, sso.identity_id)
+        identity = session.get(Identity, sso.identity_id, options=ONLY_IDENTITY)
         if identity is None or not identity.is_active:
             reason = "identity_inactive"
     if reason is not None:
         end(session, sso, reason=reason, keys=keys, settings=settings, now=now)
         return None
-    sso.last_seen_at = now
-    session.flush()
+    touch(session, sso, now)
     return sso
 
 
+# Activity is recorded at most this often: the idle timeout is counted in minutes, and a person signing in
+# to several applications in a row (or a relying party refreshing) need not rewrite the row each time.
+TOUCH_GRANULARITY = dt.timedelta(seconds=30)
+
+
 def touch(session: Session, sso: SsoSession, now: dt.datetime | None = None) -> None:
-    """Record activity in ``sso`` without the cookie (a refresh by one of its relying parties)."""
-    sso.last_seen_at = now or utcnow()
+    """Record activity in ``sso`` (a page with the cookie, or a refresh by one of its relying parties),
+    unless activity was recorded less than :data:`TOUCH_GRANULARITY` ago."""
+    now = now or utcnow()
+    if now - sso.last_seen_at < TOUCH_GRANULARITY:
+        return
+    sso.last_seen_at = now
     session.flush()
 
 

@@ -29,7 +29,7 @@ import re
 from typing import Any, Mapping
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import column, select, table
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hospiconnect.audit import service as audit
@@ -52,10 +52,6 @@ MAX_LENGTHS = {"state": 2000, "nonce": 500, "login_hint": 254, "id_token_hint": 
                "acr_values": 200, "scope": 500, "claims": claims_mod.MAX_CLAIMS_PARAMETER}
 ID_TOKEN_ALGS = ("ES256", "RS256")
 
-# The client's registered preference for the ID token algorithm (OpenID Connect Dynamic Client
-# Registration §2, ``id_token_signed_response_alg``): a column added by migration 0004, read and written
-# through this lightweight table so that the Client mapping stays as it is.
-_client_prefs = table("oidc_clients", column("client_id"), column("id_token_signed_response_alg"))
 
 
 class AuthorizeError(Exception):
@@ -171,9 +167,9 @@ def usable_client(session: Session, client_id: str | None) -> Client | None:
 
 
 def id_token_alg(session: Session, client: Client) -> str:
-    """Return the algorithm of the client's ID tokens: its registered preference, else ES256."""
-    alg = session.scalar(select(_client_prefs.c.id_token_signed_response_alg)
-                         .where(_client_prefs.c.client_id == client.client_id))
+    """Return the algorithm of the client's ID tokens: its registered preference (OpenID Connect Dynamic
+    Client Registration §2, ``id_token_signed_response_alg``), else ES256."""
+    alg = client.id_token_signed_response_alg
     return alg if alg in ID_TOKEN_ALGS else "ES256"
 
 
@@ -183,8 +179,8 @@ def set_id_token_alg(session: Session, client_id: str, alg: str | None) -> None:
     Raises :class:`ValueError` for another algorithm."""
     if alg is not None and alg not in ID_TOKEN_ALGS:
         raise ValueError(f"unsupported id_token_signed_response_alg {alg!r}")
-    session.execute(_client_prefs.update().where(_client_prefs.c.client_id == client_id)
-                    .values(id_token_signed_response_alg=alg))
+    session.execute(update(Client).where(Client.client_id == client_id).values(id_token_signed_response_alg=alg)
+                    .execution_options(synchronize_session="fetch"))
 
 
 def _journal_refusal(session: Session, *, client_id: str | None, reason: str, error: str | None,

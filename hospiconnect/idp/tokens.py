@@ -28,9 +28,9 @@ import dataclasses
 import datetime as dt
 import json
 import secrets
-from typing import Iterable
+from typing import Any, Iterable
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -108,10 +108,31 @@ def lock_code(session: Session, code: AuthorizationCode) -> AuthorizationCode:
                            .execution_options(populate_existing=True)).one()
 
 
+def _family_head(family_id: Any):  # type: ignore[no-untyped-def]
+    # The family's first row stands for the whole family: every operation on a family locks it first.
+    return select(func.min(Token.id)).where(Token.family_id == family_id).scalar_subquery()
+
+
 def lock_family(session: Session, family_id: str) -> None:
-    """Lock every token row of one grant, in id order, until commit (rotation, reuse and revocation of one
-    family are serialised before any journal write; the fixed order prevents deadlocks)."""
-    session.execute(select(Token.id).where(Token.family_id == family_id).order_by(Token.id).with_for_update())
+    """Lock one grant's tokens until commit: rotation, reuse and revocation of one family are serialised
+    before any journal write. Only the family's first row is locked — whatever the family's length — and
+    everything that changes a family takes it first, so a statement run after it sees every token the
+    family had when the lock was granted."""
+    session.execute(select(Token.id).where(Token.id == _family_head(family_id)).with_for_update())
+
+
+def find_refresh_token_locked(session: Session, keys: InstanceKeys, value: object) -> Token | None:
+    """Return the refresh token for ``value`` with its family locked (see :func:`lock_family`), read after
+    the lock was granted — one statement; None when there is no such refresh token."""
+    if not _usable_value(value):
+        return None
+    token_hash = keys.keyed_hash(value)  # type: ignore[arg-type]
+    own = select(Token.id).where(Token.token_hash == token_hash, Token.kind == "refresh").scalar_subquery()
+    family = select(Token.family_id).where(Token.id == own).scalar_subquery()
+    rows = session.scalars(
+        select(Token).where(Token.id.in_([own, _family_head(family)])).order_by(Token.id).with_for_update()
+        .execution_options(populate_existing=True)).all()
+    return next((row for row in rows if row.token_hash == token_hash), None)
 
 
 def revoke_code_tokens(session: Session, code_id: int, now: dt.datetime | None = None) -> int:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 from typing import Any, Iterable
 
-from sqlalchemy import event, select, update
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.sql.util import find_tables
 
@@ -54,8 +55,9 @@ def _ensure_head(session: Session) -> None:
 
 # Events recorded in a session wait here (``Session.info``) until the transaction commits.
 _PENDING = "hospiconnect.audit.pending"
-# Rows per INSERT statement when appending.
+# Rows per INSERT statement when appending; up to _CTE_ROWS rows go in one statement with the head's move.
 _CHUNK = 500
+_CTE_ROWS = 20
 _COLUMNS = ("seq", "occurred_at", "tag", "actor", "subject", "client_ip", "outcome", "details", "prev_hash", "hash")
 
 
@@ -94,31 +96,44 @@ def record(
     return event
 
 
+@functools.lru_cache(maxsize=64)
+def _bump(count: int) -> Any:
+    return (update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + count)
+            .returning(AuditHead.seq, AuditHead.last_hash))
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_and_move_head(count: int) -> Any:
+    # One round trip: the rows ride in a CTE of the statement that moves the head. Built once per batch size
+    # with named parameters, so the statement (and its compiled form) is reused.
+    table = AuditEvent.__table__
+    rows = [{c: bindparam(f"r{i}_{c}", type_=table.c[c].type) for c in _COLUMNS} for i in range(count)]
+    return (update(AuditHead).where(AuditHead.id == 1).values(last_hash=bindparam("head_hash"))
+            .add_cte(table.insert().values(rows).cte("appended")))
+
+
 def _append(session: Session, events: list[AuditEvent]) -> None:
     """Chain ``events`` after the journal's head and write them: the head's row is locked first (until the
     transaction ends), so appends are serialised and ``seq`` stays contiguous."""
-    bump = (update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + len(events))
-            .returning(AuditHead.seq, AuditHead.last_hash))
-    head = session.execute(bump).first()
+    count = len(events)
+    head = session.execute(_bump(count)).first()
     if head is None:
         _ensure_head(session)
-        head = session.execute(bump).one()
-    seq, prev = head.seq - len(events), head.last_hash
+        head = session.execute(_bump(count)).one()
+    seq, prev = head.seq - count, head.last_hash
     rows = []
     for event in events:
         seq += 1
         event.seq, event.prev_hash = seq, prev
         event.hash = prev = compute_hash(event)
         rows.append({c: getattr(event, c) for c in _COLUMNS})
-    move_head = update(AuditHead).where(AuditHead.id == 1).values(last_hash=prev)
-    table = AuditEvent.__table__
-    if len(rows) <= _CHUNK and session.get_bind().dialect.name == "postgresql":
-        # One round trip: the rows ride in a CTE of the statement that moves the head.
-        session.execute(move_head.add_cte(table.insert().values(rows).cte("appended")))
+    if count <= _CTE_ROWS and session.get_bind().dialect.name == "postgresql":
+        params = {f"r{i}_{c}": row[c] for i, row in enumerate(rows) for c in _COLUMNS}
+        session.execute(_insert_and_move_head(count), {**params, "head_hash": prev})
         return
-    for start in range(0, len(rows), _CHUNK):
-        session.execute(table.insert(), rows[start:start + _CHUNK])
-    session.execute(move_head)
+    for start in range(0, count, _CHUNK):
+        session.execute(AuditEvent.__table__.insert(), rows[start:start + _CHUNK])
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=prev))
 
 
 def write_pending(session: Session) -> int:

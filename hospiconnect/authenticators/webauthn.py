@@ -157,6 +157,10 @@ _ADVANCE_COUNTER = (
     .values(sign_count=bindparam("new_count"))
 )
 _TOUCH_MIE = _MIES.update().where(_MIES.c.id == bindparam("b_mie_id")).values(last_used_at=bindparam("now"))
+# PostgreSQL: both in one statement; the MIE is touched only when the counter advanced (row count 1).
+_ADVANCED = _ADVANCE_COUNTER.returning(_CREDENTIALS.c.mie_id).cte("advanced")
+_ADVANCE_AND_TOUCH = (_MIES.update().where(_MIES.c.id.in_(select(_ADVANCED.c.mie_id)))
+                      .values(last_used_at=bindparam("now")).add_cte(_ADVANCED))
 
 
 # --- errors ---------------------------------------------------------------------------------------------
@@ -716,14 +720,18 @@ def _authenticate(session: Session, settings: Settings, challenge_id: str, crede
     # than the stored one. One conditional UPDATE decides, so two logins racing with the same counter value
     # (a cloned key) cannot both pass.
     new_count = auth_data.counter
-    if not (new_count == 0 and row.sign_count == 0):
-        result = session.execute(_ADVANCE_COUNTER, {"b_mie_id": mie.id, "new_count": new_count})
+    now = utcnow()
+    params = {"b_mie_id": mie.id, "new_count": new_count, "now": now}
+    if new_count == 0 and row.sign_count == 0:
+        session.execute(_TOUCH_MIE, params)
+    else:
+        together = session.get_bind().dialect.name == "postgresql"
+        result = session.execute(_ADVANCE_AND_TOUCH if together else _ADVANCE_COUNTER, params)
         if result.rowcount != 1:  # type: ignore[attr-defined]
             attempt.details.update(stored_count=row.sign_count, received_count=new_count)
             raise CounterRegression()
-
-    now = utcnow()
-    session.execute(_TOUCH_MIE, {"b_mie_id": mie.id, "now": now})
+        if not together:
+            session.execute(_TOUCH_MIE, params)
     set_committed_value(mie, "last_used_at", now)
     amr = sorted(AMR_USER_VERIFIED if user_verified else AMR_USER_PRESENT)
     audit.record(session, AUTHN_WEBAUTHN_SUCCESS, actor=row.user_name, subject=row.identity_public_id,

@@ -24,13 +24,14 @@ from urllib.parse import parse_qs, urlsplit
 from flask import Blueprint, jsonify, redirect, render_template, request, session as flask_session, url_for
 from flask_babel import gettext as _
 from markupsafe import Markup
+from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from hospiconnect import appctx
 from hospiconnect.authenticators import recovery, webauthn
 from hospiconnect.authenticators import services as mie_services
 from hospiconnect.authenticators.interfaces import InvalidLabel, MieNotFound, PasswordRejected
-from hospiconnect.authenticators.models import Mie
+from hospiconnect.authenticators.models import Mie, RecoveryCode
 from hospiconnect.authenticators.notifications import notify_event
 from hospiconnect.db import utcnow
 from hospiconnect.directory.models import Identity
@@ -388,10 +389,17 @@ def codes() -> Response | tuple[str, int]:
     loaded = _load()
     if loaded is None:
         return _step_lost()
-    flow, _case, identity = loaded
+    flow, case, identity = loaded
     if not flow.get("activated") or flow.get("codes"):
         return redirect(url_for("activation.next_step"), 303)
     session = appctx.db_session()
+    # The browser's record says the codes are still to be given; the database decides: a replayed older
+    # cookie must not hand out (and replace) the codes a second time.
+    latest = session.scalar(select(func.max(RecoveryCode.created_at)).where(RecoveryCode.identity_id == identity.id))
+    if latest is not None and case.activated_at is not None and latest >= case.activated_at:
+        flow["codes"] = True
+        _save(flow)
+        return redirect(url_for("activation.next_step"), 303)
     new_codes = mie_services.generate_recovery_codes(session, identity, actor=_actor(identity),
                                                      keys=appctx.runtime().keys, client_ip=appctx.client_ip())
     session.commit()

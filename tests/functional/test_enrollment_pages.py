@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hospiconnect.audit.models import AuditEvent
-from hospiconnect.authenticators.models import Mie
+from hospiconnect.authenticators.models import Mie, RecoveryCode
 from hospiconnect.db import utcnow
 from hospiconnect.enrollment.models import ActivationCode, EnrollmentCase
 from hospiconnect.idp import login_session
@@ -248,10 +248,22 @@ def test_face_to_face_enrollment_with_totp(desk, app, session, person):
                                                         "password": GOOD_PASSWORD, "confirmation": GOOD_PASSWORD})
     assert ok.status_code == 303
     offer = browser.get("/activation/suite")
+    cookie_name = app.config["SESSION_COOKIE_NAME"]
+    before_codes = browser.get_cookie(cookie_name).value
     codes = browser.post("/activation/codes-de-secours",
                          data={"csrf_token": token_from(offer.get_data(as_text=True))})
     assert codes.status_code == 200
-    assert len(RECOVERY_RE.findall(codes.get_data(as_text=True))) == 10
+    shown = RECOVERY_RE.findall(codes.get_data(as_text=True))
+    assert len(shown) == 10
+    # Replaying the cookie of before the codes were shown gives no second set (the database decides).
+    after_codes = browser.get_cookie(cookie_name).value
+    browser.set_cookie(cookie_name, before_codes)
+    replay = browser.post("/activation/codes-de-secours", data={"csrf_token": token_from(offer.get_data(as_text=True))})
+    assert replay.status_code == 303 and not RECOVERY_RE.findall(replay.get_data(as_text=True))
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(RecoveryCode)
+                          .where(RecoveryCode.identity_id == person.id, RecoveryCode.replaced_at.is_(None))) == 10
+    browser.set_cookie(cookie_name, after_codes)
     done = browser.get("/activation/terminee")
     assert done.status_code == 200
     assert "données de santé" in text_of(done)

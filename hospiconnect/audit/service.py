@@ -61,14 +61,21 @@ _CTE_ROWS = 20
 _COLUMNS = ("seq", "occurred_at", "tag", "actor", "subject", "client_ip", "outcome", "details", "prev_hash", "hash")
 
 
+def _text(value: str) -> str:
+    # Actors and subjects may quote what a request sent; PostgreSQL refuses NUL in text (details are JSON,
+    # where it is escaped already).
+    return value.replace("\x00", "\ufffd")
+
+
 def _event(tag: str, actor: str, subject: str | None, client_ip: str | None, outcome: str,
            details: dict[str, Any] | None, occurred_at: dt.datetime) -> AuditEvent:
     if not TAG_RE.match(tag):
         raise ValueError(f"bad audit tag {tag!r}")
     if outcome not in OUTCOMES:
         raise ValueError(f"bad audit outcome {outcome!r}")
-    return AuditEvent(occurred_at=occurred_at, tag=tag, actor=actor[:200],
-                      subject=subject[:200] if subject else None, client_ip=client_ip, outcome=outcome,
+    return AuditEvent(occurred_at=occurred_at, tag=tag, actor=_text(actor)[:200],
+                      subject=_text(subject)[:200] if subject else None,
+                      client_ip=_text(client_ip) if client_ip else None, outcome=outcome,
                       details=json.dumps(details or {}, sort_keys=True, ensure_ascii=False, default=str))
 
 

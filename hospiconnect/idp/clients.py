@@ -230,7 +230,8 @@ def add_client(
 
 def get_client(session: Session, client_id: str) -> Client | None:
     """Return the client registered as ``client_id`` (disabled ones included), or ``None``."""
-    if not isinstance(client_id, str) or not client_id or len(client_id) > 100:
+    # No registered id holds a NUL character, and PostgreSQL refuses one in a query parameter.
+    if not isinstance(client_id, str) or not client_id or len(client_id) > 100 or "\x00" in client_id:
         return None
     return session.scalar(select(Client).where(Client.client_id == client_id))
 

@@ -112,3 +112,10 @@ def test_authorize_never_fails(client, known, extra, method):
 def test_logout_never_fails(client, known, params):
     response = client.get("/logout", query_string=params)
     assert response.status_code in (200, 302, 400), response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/logout", "/authorize"])
+def test_a_nul_character_in_client_id_is_a_clear_refusal(client, path):
+    # PostgreSQL refuses NUL in query parameters: the lookup must not reach it (found by the property test).
+    response = client.get(path, query_string={"client_id": "\x00"})
+    assert response.status_code == 400

@@ -84,3 +84,12 @@ def test_record_many_continues_the_chain(session):
     assert n == 50
     report = service.verify(session)
     assert report.ok and report.checked == 53
+
+
+def test_nul_characters_from_a_request_are_written_replaced(session):
+    service.record(session, "oidc:authorize:refused", actor="client:\x00", subject="a\x00b", client_ip="\x00",
+                   outcome="refused", details={"client_id": "\x00"})
+    session.commit()
+    [event] = session.scalars(select(AuditEvent)).all()
+    assert (event.actor, event.subject, event.client_ip) == ("client:\ufffd", "a\ufffdb", "\ufffd")
+    assert service.verify(session).ok

@@ -26,6 +26,10 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
                 instance_path=str(settings.instance_path))
     runtime = Runtime(settings)
     app.extensions[appctx.EXTENSION] = runtime
+    from hospiconnect.policies import load_policy
+
+    # Validated at start-up: an invalid policy file stops the start with its errors (line by line).
+    app.extensions[appctx.POLICY_EXTENSION] = load_policy(settings.policy_file)
     app.config.update(
         SETTINGS=settings,
         SECRET_KEY=runtime.keys.secret_key,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from hospiconnect.runtime import Runtime
 
 EXTENSION = "hospiconnect"
+POLICY_EXTENSION = "hospiconnect.policy"
 
 
 def runtime() -> Runtime:

@@ -201,6 +201,8 @@ def _register_extensions() -> None:
     main.add_command(cli_keys.keys)
     from hospiconnect import cli_enrollment
     main.add_command(cli_enrollment.enrollment)
+    from hospiconnect import cli_policy
+    main.add_command(cli_policy.policy)
 
 
 _register_extensions()

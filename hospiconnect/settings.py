@@ -15,6 +15,11 @@ ENVIRONMENTS = ("production", "development", "demo", "test")
 
 DEFAULT_ISSUER = "http://localhost:5000"
 
+#: The access policy shipped with the product (hospiconnect.policies.loader.DEFAULT_POLICY_PATH; settings may not
+#: import policies, a unit test keeps both paths equal). Inside the package: found from a checkout, an editable
+#: install and a wheel alike.
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "policies" / "rie-2026.yaml"
+
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used."""
@@ -80,6 +85,8 @@ class Settings:
     fcplus_token_auth_method: str = "client_secret_post"
     # Days an invitation e-mail stays valid (bounded by the case's own expiry).
     invitation_days: int = 7
+    # Access policy file (YAML, hospiconnect.policies); a relative path is taken from the working directory.
+    policy_file: Path = DEFAULT_POLICY_FILE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -127,6 +134,8 @@ class Settings:
             fcplus_acr_values=env.get("HOSPICONNECT_FCPLUS_ACR_VALUES") or cls.fcplus_acr_values,
             fcplus_token_auth_method=env.get("HOSPICONNECT_FCPLUS_TOKEN_AUTH_METHOD") or cls.fcplus_token_auth_method,
             invitation_days=_int(env, "HOSPICONNECT_INVITATION_DAYS", cls.invitation_days),
+            policy_file=(Path(env["HOSPICONNECT_POLICY_FILE"]).expanduser().absolute()
+                         if env.get("HOSPICONNECT_POLICY_FILE") else DEFAULT_POLICY_FILE),
         )
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
@@ -183,6 +192,11 @@ class Settings:
         if self.mail_sender != "smtp":
             warnings.append(
                 f"HOSPICONNECT_MAIL_SENDER vaut {self.mail_sender!r} : les notifications ne partent pas par e-mail."
+            )
+        if self.policy_file == DEFAULT_POLICY_FILE:
+            warnings.append(
+                "HOSPICONNECT_POLICY_FILE n'est pas défini : politique d'accès livrée, dont les décisions "
+                "d'homologation sont des exemples ; copiez-la et inscrivez-y les décisions de l'établissement."
             )
         if self.fcplus_simulator_enabled:
             warnings.append(

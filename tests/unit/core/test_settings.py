@@ -7,7 +7,7 @@ def test_defaults_warn_about_every_insecure_setting(tmp_path):
     s = Settings.from_env({"HOSPICONNECT_INSTANCE_PATH": str(tmp_path)})
     warnings = " ".join(s.insecure_defaults())
     for name in ("HOSPICONNECT_DATABASE_URL", "HOSPICONNECT_ISSUER", "HOSPICONNECT_REDIS_URL",
-                 "HOSPICONNECT_ENV", "HOSPICONNECT_SECRET_KEY_FILE"):
+                 "HOSPICONNECT_ENV", "HOSPICONNECT_SECRET_KEY_FILE", "HOSPICONNECT_POLICY_FILE"):
         assert name in warnings
     assert s.database_url == f"sqlite:///{tmp_path / 'hospiconnect.db'}"
 
@@ -22,6 +22,7 @@ def test_production_settings_do_not_warn(tmp_path, monkeypatch):
         "HOSPICONNECT_SECRET_KEY_FILE": str(tmp_path / "k.json"),
         "HOSPICONNECT_MAIL_SENDER": "smtp",
         "HOSPICONNECT_SMTP_URL": "smtp://relais.chu-exemple.fr:25",
+        "HOSPICONNECT_POLICY_FILE": str(tmp_path / "politique.yaml"),
     }
     s = Settings.from_env(env)
     assert s.insecure_defaults() == []

@@ -26,10 +26,11 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
                 instance_path=str(settings.instance_path))
     runtime = Runtime(settings)
     app.extensions[appctx.EXTENSION] = runtime
-    from hospiconnect.policies import load_policy
+    from hospiconnect import policies_runtime
 
-    # Validated at start-up: an invalid policy file stops the start with its errors (line by line).
-    app.extensions[appctx.POLICY_EXTENSION] = load_policy(settings.policy_file)
+    # Validated at start-up: an invalid policy file stops the start with its errors (line by line). Then the
+    # file is watched: a valid new version applies without restart, an invalid one is refused (journaled).
+    policies_runtime.install(app, settings.policy_file, settings.policy_check_seconds)
     app.config.update(
         SETTINGS=settings,
         SECRET_KEY=runtime.keys.secret_key,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from hospiconnect.runtime import Runtime
 
 EXTENSION = "hospiconnect"
+#: The access policy holder (hospiconnect.policies_runtime.PolicyHolder; policies_runtime.current_policy()).
 POLICY_EXTENSION = "hospiconnect.policy"
 
 

@@ -16,7 +16,7 @@ import click
 from hospiconnect.cli_common import Group, emit, runtime_of
 from hospiconnect.errors import ValidationError
 from hospiconnect.idp import clients
-from hospiconnect.idp.models import SENSITIVITY_CLASSES
+from hospiconnect.policies import load_policy
 
 ACTOR = "cli"
 CLASS_LABELS = {"health-data": "données de santé (deux facteurs exigés)", "standard": "standard"}
@@ -60,12 +60,28 @@ def _read_jwks(path: str | None) -> dict[str, Any] | None:
     return data
 
 
+_CLASSES = "hospiconnect.policy_classes"
+
+
+def _policy_class(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Accept a class that the configured access policy declares (an invalid policy file: its errors, exit 1)."""
+    if value is None:
+        return value
+    declared = tuple(load_policy(runtime_of(ctx).settings.policy_file).classes)
+    ctx.meta[_CLASSES] = declared
+    if value not in declared:
+        raise click.BadParameter(f"classe inconnue « {value} » : la politique d'accès déclare "
+                                 f"{', '.join(declared)}.")
+    return value
+
+
 @client.command("add")
 @click.option("--name", required=True, help="Nom de l'application.")
 @click.option("--redirect-uri", "redirect_uris", multiple=True, required=True,
               help="URI de redirection (https ; http seulement pour localhost). Répétable.")
-@click.option("--class", "sensitivity", type=click.Choice(SENSITIVITY_CLASSES), required=True,
-              help="health-data : accès aux données de santé, deux facteurs exigés.")
+@click.option("--class", "sensitivity", required=True, metavar="CLASSE", callback=_policy_class,
+              help="Classe de la politique d'accès (HOSPICONNECT_POLICY_FILE), qui dit ce qu'elle exige : "
+                   "health-data (données de santé, deux facteurs), standard, ou toute classe qu'elle déclare.")
 @click.option("--public", "public", is_flag=True, help="Client public (sans secret, PKCE seul).")
 @click.option("--auth-method", type=click.Choice(clients.AUTH_METHODS), default=None,
               help="Authentification au point de jeton (défaut client_secret_basic).")
@@ -94,7 +110,7 @@ def client_add(ctx: click.Context, name: str, redirect_uris: tuple[str, ...], se
             session, rt.keys, name=name, redirect_uris=list(redirect_uris), sensitivity=sensitivity,
             auth_method=method, post_logout_redirect_uris=list(post_logout_redirect_uris),
             backchannel_logout_uri=backchannel_logout_uri, jwks=jwks, scopes=scope, client_id=client_id,
-            profile=profile, actor=ACTOR)
+            profile=profile, classes=ctx.meta.get(_CLASSES), actor=ACTOR)
         data = clients.client_as_dict(row)
     data["client_secret"] = secret
     emit(data, as_json, _describe)

@@ -1,6 +1,8 @@
-"""``hospiconnect policy …``: check a policy file, show the settings in force on a date.
+"""``hospiconnect policy …``: check a policy file, show the settings in force on a date, explain a decision,
+validate the configured file before running processes pick it up.
 
-Neither command touches the database. Exit codes of ``policy check``: 0 valid, 1 invalid, 2 unreadable.
+``check``, ``show`` and ``reload`` do not touch the database; ``explain`` reads it. Exit codes: 0 done (file
+valid), 1 invalid file (or unknown identity or client), 2 unreadable file, 3 database unreachable.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import click
 
 from hospiconnect.cli_common import Group, emit, runtime_of
+from hospiconnect.idp import policy_explain
 from hospiconnect.policies import Policy, PolicyError, PolicyUnreadable, load_policy
 from hospiconnect.policies.explain import describe_settings, policy_summary
 from hospiconnect.policies.policy import MIE_STATUS_LABELS_FR, POPULATIONS
@@ -106,3 +109,61 @@ def _show_text(loaded: Policy, data: dict, population: str | None) -> str:
     lines.append(f"\nClasse de référence de la conformité : {loaded.compliance_class}"
                  + (" ; MIE remis après vérification d'identité" if loaded.require_identity_check else ""))
     return "\n".join(lines)
+
+
+@policy.command("reload")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def policy_reload(ctx: click.Context, as_json: bool) -> None:
+    """Vérifie le fichier configuré (HOSPICONNECT_POLICY_FILE) que les processus en service vont appliquer.
+
+    Chaque processus relit le fichier de lui-même quand il change (au plus tard après
+    HOSPICONNECT_POLICY_CHECK_SECONDS secondes) : aucun redémarrage ni signal n'est nécessaire. Un fichier
+    invalide n'est pas appliqué, la version précédente reste en vigueur. Code de sortie : 0 valide, 1 invalide,
+    2 illisible.
+    """
+    settings = runtime_of(ctx).settings
+    interval = settings.policy_check_seconds
+    try:
+        loaded = load_policy(settings.policy_file)
+    except PolicyError as exc:
+        if not as_json:
+            click.echo("Les processus en service gardent la version précédente de la politique.", err=True)
+        _report_error(exc, as_json)
+        return
+    data = {"valid": True, "file": str(settings.policy_file), "name": loaded.name, "digest": loaded.digest,
+            "check_seconds": interval, **_counts(loaded)}
+    emit(data, as_json, lambda d: (
+        f"Fichier de politique valide : « {d['name']} » ({d['file']}), empreinte SHA-256 {d['digest']}.\n"
+        f"Les processus en service vérifient ce fichier toutes les {d['check_seconds']:g} s et appliquent cette "
+        f"version d'eux-mêmes dans ce délai (chaque application est journalisée : admin:policy:reloaded) ; "
+        "aucun redémarrage n'est nécessaire."))
+
+
+@policy.command("explain")
+@click.option("--identity", "identity_key", required=True,
+              help="Identité : id public, identifiant de connexion, matricule ou RPPS.")
+@click.option("--client", "client_id", required=True, help="Identifiant du client (client_id).")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Date (AAAA-MM-JJ) ; par défaut maintenant (l'âge de l'authentification n'est alors pas "
+                   "vérifié pour une date).")
+@click.option("--ip", "client_ip", default=None, help="Adresse d'origine supposée (réseaux de la politique).")
+@click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Fichier à lire au lieu de HOSPICONNECT_POLICY_FILE.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def policy_explain_command(ctx: click.Context, identity_key: str, client_id: str, as_of: dt.datetime | None,
+                           client_ip: str | None, file: Path | None, as_json: bool) -> None:
+    """Explique la décision de la politique pour une personne et une application : réglages, décision pour
+    chaque façon de se connecter avec ses MIE, règles en vigueur, conformité de ses MIE."""
+    rt = runtime_of(ctx)
+    try:
+        loaded = load_policy(file or rt.settings.policy_file)
+    except PolicyError as exc:
+        _report_error(exc, as_json)
+        return
+    when: dt.date | dt.datetime = as_of.date() if as_of else dt.datetime.now(dt.timezone.utc)
+    with rt.db.session() as session:
+        data = policy_explain.explain(session, loaded, identity_key=identity_key, client_id=client_id, as_of=when,
+                                      client_ip=client_ip)
+    emit(data, as_json, policy_explain.render)

@@ -20,12 +20,19 @@ Reasons, in the order they are reported:
     ``auth_time`` is older than ``max_age`` seconds and no login was done during this interaction;
 ``id_token_hint_mismatch``
     the person of the ``id_token_hint`` is not the person of the session;
+``auth_too_old``
+    the access policy wants a more recent authentication for the client's class (its ``max_auth_age``);
 ``mfa_required``
-    the client is in the ``health-data`` class and the session has not proven two factors (``amr`` lacks
-    ``mfa``) — whether or not the person has a second factor to offer (the page explains);
+    the client's class requires two factors and the session has not proven them (``amr`` lacks ``mfa``) —
+    whether or not the person has a second factor to offer (the page explains);
 ``essential_acr``
-    an essential ``acr`` (``claims`` parameter, Core §5.5.1.1) that the session does not meet but that the
-    person can meet with a second factor.
+    an essential ``acr`` (``claims`` parameter, Core §5.5.1.1) — or a level the access policy requires for
+    the client's class — that the session does not meet but that the person can meet with a second factor.
+
+What a client's class requires is the access policy's answer (:mod:`hospiconnect.idp.policy_gate`, which
+adds ``auth_too_old``, ``mfa_required`` and ``essential_acr`` through :func:`with_reasons`); :func:`evaluate`
+then gets no class (``sensitivity=None``). Given a class, it applies the built-in fallback rule: two factors
+for ``health-data``.
 
 Everything here takes and returns plain values: no database, no Flask.
 """
@@ -41,7 +48,8 @@ ACR_LEVELS: tuple[str, ...] = ("eidas1", "eidas2", "eidas3")
 
 #: Every reason :func:`evaluate` can report, in reporting order.
 REASONS: tuple[str, ...] = (
-    "no_session", "login_prompt", "max_age", "id_token_hint_mismatch", "mfa_required", "essential_acr",
+    "no_session", "login_prompt", "max_age", "auth_too_old", "id_token_hint_mismatch", "mfa_required",
+    "essential_acr",
 )
 
 #: Values of ``prompt`` accepted at the authorization endpoint (Core §3.1.2.1). ``consent`` and
@@ -55,7 +63,8 @@ USER_VERIFICATION_AMR: frozenset[str] = frozenset({"pin"})
 
 # Reasons that mean "the person must sign in again" (prompt=none → login_required); the others mean
 # "something more than a sign-in" (prompt=none → interaction_required).
-_LOGIN_REASONS = frozenset({"no_session", "login_prompt", "max_age", "id_token_hint_mismatch"})
+LOGIN_REASONS: frozenset[str] = frozenset({"no_session", "login_prompt", "max_age", "auth_too_old",
+                                           "id_token_hint_mismatch"})
 
 
 def acr_for(amr: Iterable[str], proofed: bool) -> str:
@@ -179,12 +188,13 @@ def _best_acr(session_acr: str, candidates: Sequence[str]) -> str | None:
     return max(met, key=acr_rank) if met else None
 
 
-def evaluate(request: RequestFacts, sensitivity: str, session: SessionFacts | None,
+def evaluate(request: RequestFacts, sensitivity: str | None, session: SessionFacts | None,
              interaction: InteractionFacts | None, person: PersonFacts | None,
              now: dt.datetime) -> Evaluation:
     """Evaluate the checks of an authorization request (OpenID Connect Core §3.1.2.3).
 
-    ``sensitivity`` is the client's class (``health-data`` requires two factors); ``session`` the live SSO
+    ``sensitivity`` is the client's class for the built-in rule (``health-data`` requires two factors), or
+    None when the access policy judges the class (:func:`with_reasons`); ``session`` the live SSO
     session or None; ``interaction`` the facts of the interaction being resumed, or None on a first
     arrival; ``person`` the facts of the session's person (None without a session).
 
@@ -247,11 +257,19 @@ def evaluate(request: RequestFacts, sensitivity: str, session: SessionFacts | No
     return Evaluation(reasons=reasons, refusal=refusal, acr=acr)
 
 
+def with_reasons(evaluation: Evaluation, extra: Iterable[str]) -> Evaluation:
+    """Return ``evaluation`` with the reasons ``extra`` added (known reasons only, in :data:`REASONS` order);
+    a reason left means no ``acr`` to report."""
+    found = set(evaluation.reasons) | (set(extra) & set(REASONS))
+    reasons = tuple(r for r in REASONS if r in found)
+    return dataclasses.replace(evaluation, reasons=reasons, acr=evaluation.acr if not reasons else None)
+
+
 def prompt_none_error(reasons: Iterable[str]) -> str:
     """Return the OAuth error for ``prompt=none`` when ``reasons`` remain (Core §3.1.2.6):
     ``login_required`` when the person would have to sign in, ``interaction_required`` otherwise (a second
     factor, a higher level). Never ``consent_required``: there is no consent screen."""
-    return "login_required" if set(reasons) & _LOGIN_REASONS else "interaction_required"
+    return "login_required" if set(reasons) & LOGIN_REASONS else "interaction_required"
 
 
 def parse_prompt(raw: str | None) -> frozenset[str]:

@@ -12,7 +12,7 @@ import hmac
 import json
 import re
 import secrets
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 from urllib.parse import urlsplit
 
 from joserfc.errors import JoseError
@@ -34,6 +34,7 @@ SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 MAX_URI_LENGTH = 500
 MAX_SECRET_LENGTH = 512
+MAX_CLASS_LENGTH = 20  # Client.sensitivity; a policy may name longer classes, which clients cannot use
 
 TAG_CLIENT_CREATED = "admin:client:created"
 TAG_CLIENT_SECRET_ROTATED = "admin:client:secret_rotated"
@@ -146,11 +147,15 @@ def add_client(
     scopes: str | Iterable[str] = "openid profile email",
     client_id: str | None = None,
     profile: str | None = None,
+    classes: Collection[str] | None = None,
     actor: str,
 ) -> tuple[Client, str | None]:
     """Register a relying party and journal ``admin:client:created``.
 
-    ``sensitivity`` is ``"health-data"`` (two factors required) or ``"standard"``; ``auth_method`` one of
+    ``sensitivity`` is the client's class: one of ``classes``, the classes the access policy declares (the
+    command line passes those of the configured policy, which says what each class requires), or of
+    :data:`~hospiconnect.idp.models.SENSITIVITY_CLASSES` (``health-data``, ``standard``) when ``classes`` is
+    None; ``auth_method`` one of
     :data:`AUTH_METHODS` (RFC 7591 §2); ``jwks`` (public keys) is required for ``private_key_jwt``.
     Returns the client and its secret in clear — to show once — for ``client_secret_basic`` and
     ``client_secret_post``; ``None`` for public (``none``) and ``private_key_jwt`` clients, which have no
@@ -162,9 +167,13 @@ def add_client(
     name = (name or "").strip()
     if not name or len(name) > 200:
         raise ValidationError("Le nom du client est obligatoire (200 caractères au plus).", field="name")
-    if sensitivity not in SENSITIVITY_CLASSES:
-        raise ValidationError(f"Classe inconnue « {sensitivity} » (attendu : {' ou '.join(SENSITIVITY_CLASSES)}).",
-                              field="sensitivity")
+    known = tuple(classes) if classes is not None else SENSITIVITY_CLASSES
+    if sensitivity not in known:
+        raise ValidationError(f"Classe inconnue « {sensitivity} » : la politique d'accès déclare "
+                              f"{', '.join(known) or 'aucune classe'}.", field="sensitivity")
+    if len(sensitivity) > MAX_CLASS_LENGTH:
+        raise ValidationError(f"Nom de classe trop long pour un client « {sensitivity} » ({MAX_CLASS_LENGTH} "
+                              "caractères au plus) : raccourcissez-le dans la politique.", field="sensitivity")
     if auth_method not in AUTH_METHODS:
         raise ValidationError(f"Méthode d'authentification inconnue « {auth_method} » "
                               f"(attendu : {', '.join(AUTH_METHODS)}).", field="auth_method")

@@ -52,7 +52,7 @@ from hospiconnect.authenticators.interfaces import (
 )
 from hospiconnect.directory.models import ONLY_IDENTITY, Identity
 from hospiconnect.errors import HospiConnectError
-from hospiconnect.idp import interactions, login_session
+from hospiconnect.idp import checks, interactions, login_session
 from hospiconnect.idp.models import Interaction, SsoSession
 from hospiconnect.ratelimit import Throttle, make_throttle
 
@@ -67,7 +67,7 @@ NO_SECOND_FACTOR = "no_second_factor"
 SELF_SERVICE_PATH = "/mes-moyens"
 
 # Reasons that call for a sign-in: a live session of the person is then not enough for a step-up.
-_LOGIN_REASONS = frozenset({"no_session", "login_prompt", "max_age", "id_token_hint_mismatch"})
+_LOGIN_REASONS = checks.LOGIN_REASONS
 _SECOND_FACTOR_REASONS = ("mfa_required", "essential_acr")
 
 # Keys of the Flask session (a signed cookie): interactions whose first factor this browser proved, and
@@ -183,6 +183,9 @@ def _load(interaction_id: str, *, force_login: bool = False) -> Step:
     stage, has_totp, has_webauthn = LOGIN, False, False
     if identity is not None and interactions.needs_second_factor(interaction):
         kinds = {mie.type for mie in mie_services.active_mie_for(session, identity)}
+        offered = interactions.step_up_types(interaction)  # the access policy's: those that would do
+        if offered is not None:
+            kinds &= offered
         has_totp, has_webauthn = "totp" in kinds, "webauthn" in kinds
         stage = SECOND_FACTOR if has_totp or has_webauthn else NO_SECOND_FACTOR
     session.commit()
@@ -193,9 +196,14 @@ def _messages(step: Step) -> list[str]:
     """The reasons worth telling at this step (the heading already says that a sign-in is needed)."""
     if step.stage == LOGIN:
         wanted = [r for r in step.view.reasons if r in _LOGIN_REASONS and r != "no_session"]
+    elif step.view.policy_messages and not step.view.health_data:
+        return list(step.view.policy_messages)  # the policy's own words for a class other than health data
     else:
         wanted = [r for r in step.view.reasons if r in _SECOND_FACTOR_REASONS]
-    return [interactions.REASON_MESSAGES[r] for r in wanted if r in interactions.REASON_MESSAGES]
+    messages = dict(interactions.REASON_MESSAGES)
+    if not step.view.health_data:
+        messages["mfa_required"] = interactions.MFA_REQUIRED_MESSAGE  # not a health-data application
+    return [messages[r] for r in wanted if r in messages]
 
 
 def _prefill(step: Step, force_login: bool) -> str:
@@ -489,8 +497,10 @@ def webauthn_options(interaction_id: str) -> Response:
                                                                   require_uv=True)
             person = None
         elif mode == "second_factor" and step.stage == SECOND_FACTOR and step.identity is not None:
-            challenge_id, options = webauthn.begin_authentication(session, settings, identity=step.identity,
-                                                                  require_uv=False)
+            # eidas3 (access policy): only a key that verifies the user reaches it.
+            challenge_id, options = webauthn.begin_authentication(
+                session, settings, identity=step.identity,
+                require_uv=interactions.required_acr(step.interaction) == "eidas3")
             person = step.identity.id
         else:
             return _json_error(409, "wrong_step", _("Cette étape n'est plus d'actualité : rechargez la page."))

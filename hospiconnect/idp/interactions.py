@@ -44,6 +44,9 @@ from hospiconnect.settings import Settings
 
 #: RFC 8176 values an authenticator may report.
 KNOWN_AMR: frozenset[str] = frozenset({"pwd", "otp", "hwk", "swk", "pin", "user", "fpt", "face", "mfa"})
+#: The class whose pages speak of health data and of the RIE's deadline (the client's class otherwise only
+#: matters to the access policy).
+HEALTH_DATA_CLASS = "health-data"
 #: Values that prove a second factor when added to a first one.
 SECOND_FACTOR_AMR: frozenset[str] = frozenset({"otp", "hwk", "swk"})
 
@@ -53,6 +56,8 @@ REASON_MESSAGES: dict[str, str] = {
     "login_prompt": "L'application demande que vous vous identifiiez de nouveau.",
     "max_age": "Votre dernière identification est trop ancienne pour cette application : "
                "identifiez-vous de nouveau.",
+    "auth_too_old": "La politique d'accès de l'établissement demande, pour cette application, une "
+                    "identification plus récente : identifiez-vous de nouveau.",
     "id_token_hint_mismatch": "L'application attend une autre personne que celle actuellement connectée : "
                               "identifiez-vous avec le bon compte.",
     "mfa_required": "Cette application donne accès à des données de santé : un second facteur "
@@ -60,6 +65,10 @@ REASON_MESSAGES: dict[str, str] = {
     "essential_acr": "Cette application exige un niveau de garantie plus élevé : confirmez votre identité "
                      "avec votre second facteur.",
 }
+
+#: ``mfa_required`` for an application whose class is not health data (its class requires two factors).
+MFA_REQUIRED_MESSAGE = ("La politique d'accès de l'établissement exige deux facteurs pour cette application : "
+                        "confirmez votre identité avec votre second facteur.")
 
 NO_SECOND_FACTOR_MESSAGE = (
     "Vous n'avez encore aucun second facteur actif. Adressez-vous au guichet d'enrôlement ou à votre "
@@ -122,6 +131,8 @@ class InteractionView:
     #: The person is known and has no active second factor: they cannot complete a step-up.
     lacks_second_factor: bool
     resume_url: str
+    #: Why the access policy asks for more (French), when it does.
+    policy_messages: tuple[str, ...] = ()
 
 
 # --- creation and lookup ------------------------------------------------------------------------------
@@ -133,20 +144,32 @@ def new_id() -> str:
 
 def create(session: Session, settings: Settings, *, client_id: str, params: dict[str, Any],
            reasons: Iterable[str], needs_mfa: bool, session_identity_id: int | None,
-           client_ip: str | None = None, now: dt.datetime | None = None) -> Interaction:
+           client_ip: str | None = None, now: dt.datetime | None = None,
+           step_up_types: Iterable[str] | None = None, required_acr: str | None = None,
+           policy_messages: Iterable[str] = ()) -> Interaction:
     """Store an interaction for the validated authorization request ``params`` and return it.
 
-    ``needs_mfa``: the client requires two factors (``health-data`` class or an essential ``acr`` above
-    ``eidas1``); ``session_identity_id``: the person of the live session, whose step-up this may be.
-    Journals ``authn:interaction:started``.
+    ``needs_mfa``: the client requires two factors (its class, per the access policy, or an essential
+    ``acr`` above ``eidas1``); ``session_identity_id``: the person of the live session, whose step-up this
+    may be. From the access policy (hospiconnect.idp.policy_gate): ``step_up_types``, the MIE types the
+    second-factor page may offer (None: any the person has; meant for ``session_identity_id``, or for whoever
+    signs in when there is no session); ``required_acr``, the level the class needs; ``policy_messages``, why
+    (French). Journals ``authn:interaction:started``.
     """
     now = now or utcnow()
     reasons = list(reasons)
+    meta: dict[str, Any] = {"params": params, "needs_mfa": needs_mfa, "session_identity_id": session_identity_id}
+    if step_up_types is not None:
+        meta["step_up"] = {"types": sorted(set(step_up_types)), "identity_id": session_identity_id}
+    if required_acr:
+        meta["required_acr"] = required_acr
+    messages = [m for m in policy_messages if isinstance(m, str)][:5]
+    if messages:
+        meta["policy_messages"] = messages
     interaction = Interaction(
         id=new_id(), client_id=client_id, reasons_json=json.dumps(reasons), created_at=now,
         expires_at=now + dt.timedelta(minutes=settings.interaction_minutes), factors_json="[]",
-        request_json=json.dumps({"params": params, "needs_mfa": needs_mfa,
-                                 "session_identity_id": session_identity_id}, separators=(",", ":")),
+        request_json=json.dumps(meta, separators=(",", ":")),
     )
     session.add(interaction)
     session.flush()
@@ -207,6 +230,31 @@ def needs_second_factor(interaction: Interaction) -> bool:
     return bool(_meta(interaction).get("needs_mfa")) and "mfa" not in interaction.factors
 
 
+def step_up_types(interaction: Interaction) -> frozenset[str] | None:
+    """Return the MIE types the second-factor page may offer to the person of the interaction, or None
+    when any of theirs will do. A restriction computed for one person does not bind another who signs in
+    during the interaction (their own decision follows at resumption)."""
+    step_up = _meta(interaction).get("step_up")
+    if not isinstance(step_up, dict) or not isinstance(step_up.get("types"), list):
+        return None
+    meant_for = step_up.get("identity_id")
+    if meant_for is not None and meant_for != person_id(interaction):
+        return None
+    return frozenset(t for t in step_up["types"] if isinstance(t, str))
+
+
+def required_acr(interaction: Interaction) -> str | None:
+    """Return the level the client's class needs (``eidas3``: a security key with user verification)."""
+    value = _meta(interaction).get("required_acr")
+    return value if isinstance(value, str) else None
+
+
+def policy_messages(interaction: Interaction) -> tuple[str, ...]:
+    """Return the access policy's French explanations stored with the interaction."""
+    value = _meta(interaction).get("policy_messages")
+    return tuple(m for m in value if isinstance(m, str)) if isinstance(value, list) else ()
+
+
 def reason_messages(interaction: Interaction) -> list[str]:
     """Return the French explanation of each reason of the interaction, in order."""
     return [REASON_MESSAGES[r] for r in interaction.reasons if r in REASON_MESSAGES]
@@ -225,12 +273,12 @@ def describe(session: Session, interaction: Interaction) -> InteractionView:
     return InteractionView(
         id=interaction.id, client_id=interaction.client_id,
         client_name=client.name if client else interaction.client_id,
-        health_data=bool(client and client.requires_two_factors),
+        health_data=bool(client and client.sensitivity == HEALTH_DATA_CLASS),
         reasons=tuple(interaction.reasons), messages=tuple(reason_messages(interaction)),
         login_hint=login_hint(interaction), identity_id=person,
         needs_second_factor=needs_second_factor(interaction),
         lacks_second_factor=facts is not None and not facts.has_second_factor,
-        resume_url=resume_url(interaction),
+        resume_url=resume_url(interaction), policy_messages=policy_messages(interaction),
     )
 
 

@@ -13,6 +13,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hospiconnect.db import Base, UTCDateTime, utcnow
 
+#: The classes a client may have when no access policy is at hand. The access policy declares the classes in
+#: use (``hospiconnect client add --class`` accepts those of the configured policy) and what each requires.
 SENSITIVITY_CLASSES = ("health-data", "standard")
 
 
@@ -26,6 +28,7 @@ class Client(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client_id: Mapped[str] = mapped_column(String(100), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    # The client's class: a class of the access policy (hospiconnect.idp.policy_gate).
     sensitivity: Mapped[str] = mapped_column(String(20), default="standard")
     # client_secret_basic | client_secret_post | private_key_jwt | none (public clients)
     token_endpoint_auth_method: Mapped[str] = mapped_column(String(30), default="client_secret_basic")
@@ -57,6 +60,8 @@ class Client(Base):
 
     @property
     def requires_two_factors(self) -> bool:
+        """Fallback only: True for the ``health-data`` class. What a class requires at a given moment is the
+        access policy's answer (hospiconnect.idp.policy_gate.needed_acr), which the provider asks."""
         return self.sensitivity == "health-data"
 
 

@@ -12,8 +12,11 @@ leaves ``max_age``, ``acr_values`` and ``iss`` to the application. What is done 
    ``S256`` (``invalid_request``, item 2), no ``openid`` scope (``invalid_scope``), bad ``prompt``,
    ``max_age``, ``claims`` or ``id_token_hint``, request objects (``request_not_supported``). Unknown
    parameters are ignored (Core §3.1.2.1). GET and POST are both accepted (Core §3.1.2.1).
-3. **Checks** (hospiconnect.idp.checks) against the SSO session; then a code, an interaction, or — with
-   ``prompt=none`` — ``login_required``/``interaction_required``.
+3. **Checks** (hospiconnect.idp.checks) against the SSO session, and the **access policy** for the
+   client's class (hospiconnect.idp.policy_gate, journaled ``authz:policy:decided``); then a code, an
+   interaction, or — with ``prompt=none`` — ``login_required``/``interaction_required``. A policy denial is
+   ``access_denied``; after an interaction, the person reads why on a French page that leads back to the
+   client with that error.
 
 Every redirect to the client carries ``iss`` (RFC 9207 §2, item 4), errors included, and ``state`` when
 the client sent one. Every outcome is journaled.
@@ -37,10 +40,11 @@ from hospiconnect.audit import tags
 from hospiconnect.crypto import InstanceKeys
 from hospiconnect.db import utcnow
 from hospiconnect.directory.models import Identity
-from hospiconnect.idp import checks, clients, interactions, login_session, tokens
+from hospiconnect.idp import checks, clients, interactions, login_session, policy_gate, tokens
 from hospiconnect.idp import claims as claims_mod
 from hospiconnect.idp import keys as keys_mod
 from hospiconnect.idp.models import Client, Interaction, SsoSession
+from hospiconnect.policies import Policy
 from hospiconnect.settings import Settings
 
 S256_CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -51,6 +55,8 @@ SINGLE_VALUED = ("client_id", "redirect_uri", "response_type", "scope", "state",
 MAX_LENGTHS = {"state": 2000, "nonce": 500, "login_hint": 254, "id_token_hint": 16000, "ui_locales": 100,
                "acr_values": 200, "scope": 500, "claims": claims_mod.MAX_CLAIMS_PARAMETER}
 ID_TOKEN_ALGS = ("ES256", "RS256")
+DENIED_MESSAGE = ("La politique d'accès de l'établissement ne vous permet pas d'accéder à cette application "
+                  "de cette façon.")
 
 
 
@@ -76,6 +82,15 @@ class RedirectError(AuthorizeError):
         # RFC 6749 §4.1.2.1: ASCII without '"' and '\'; never CR/LF.
         self.description = re.sub(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]", " ", description)[:300]
         self.reason = reason or error
+
+
+class PolicyDenied(RedirectError):
+    """The access policy denies the authorization: ``access_denied``, and ``messages`` (French) for a page."""
+
+    def __init__(self, error: RedirectError, messages: tuple[str, ...]) -> None:
+        super().__init__(error.error, error.description, redirect_uri=error.redirect_uri, state=error.state,
+                         client_id=error.client_id, reason=error.reason)
+        self.messages = messages
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,11 +142,14 @@ class AuthorizationRequest:
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What the view sends back: a redirect (``location``) or a French page (``message``)."""
+    """What the view sends back: a redirect (``location``) or a French page (``message``, with ``details``
+    and, for a policy denial, ``back``: the error redirect to the client, offered as a link)."""
 
     status: int
     location: str | None = None
     message: str | None = None
+    details: tuple[str, ...] = ()
+    back: str | None = None
 
 
 # --- helpers --------------------------------------------------------------------------------------------
@@ -314,23 +332,37 @@ def _identity_id_of(session: Session, public_id: str | None) -> int | None:
 
 
 def decide(session: Session, keys: InstanceKeys, settings: Settings, client: Client,
-           request: AuthorizationRequest, sso: SsoSession | None, *, interaction: Interaction | None = None,
-           client_ip: str | None = None, post: bool = False, now: dt.datetime | None = None) -> Outcome:
-    """Run the checks and return the outcome: a redirect with a code, with an error, or to an interaction.
+           request: AuthorizationRequest, sso: SsoSession | None, *, policy: Policy,
+           interaction: Interaction | None = None, client_ip: str | None = None, post: bool = False,
+           now: dt.datetime | None = None) -> Outcome:
+    """Run the checks and the access policy and return the outcome: a redirect with a code, with an error,
+    or to an interaction.
 
-    Raises :class:`RedirectError` for a refusal (the view journals and redirects it).
+    Raises :class:`RedirectError` for a refusal (the view journals and redirects it), :class:`PolicyDenied`
+    when the access policy denies it.
     """
     now = now or utcnow()
     hint_identity = _identity_id_of(session, request.hint_sub) if request.id_token_hint else None
-    person = login_session.person_facts(session, sso.identity_id) if sso else None
+    mie = policy_gate.active_mie(session, sso.identity_id) if sso else None
     evaluation = checks.evaluate(
-        request.request_facts(hint_identity), client.sensitivity, login_session.session_facts(sso),
-        interactions.facts(interaction) if interaction is not None else None, person, now)
+        request.request_facts(hint_identity), None, login_session.session_facts(sso),
+        interactions.facts(interaction) if interaction is not None else None, mie.facts if mie else None, now)
+    # While a sign-in is due anyway, the policy judges what does not depend on the person (class, network).
+    login_due = bool(set(evaluation.reasons) & checks.LOGIN_REASONS)
+    judged = None if login_due else sso
+    gate = policy_gate.assess(session, policy, client, sso, mie, login_due=login_due, client_ip=client_ip,
+                              now=now)
+    subject = login_session.public_id_of(session, judged.identity_id) if judged is not None else None
+    policy_gate.journal(session, policy, gate, client_id=client.client_id, subject=subject, client_ip=client_ip)
 
     def refuse(error: str, description: str, reason: str) -> RedirectError:
         return RedirectError(error, description, redirect_uri=request.redirect_uri, state=request.state,
                              client_id=client.client_id, reason=reason)
 
+    if gate.refusal is not None:
+        raise PolicyDenied(refuse(gate.refusal.error, gate.refusal.description, gate.refusal.reason),
+                           gate.messages)
+    evaluation = checks.with_reasons(evaluation, gate.reasons)
     if evaluation.refusal is not None:
         refusal = evaluation.refusal
         raise refuse(refusal.error, refusal.description, refusal.reason)
@@ -339,11 +371,13 @@ def decide(session: Session, keys: InstanceKeys, settings: Settings, client: Cli
         raise refuse(error, f"prompt=none but {', '.join(evaluation.reasons)}.", evaluation.reasons[0])
     if evaluation.reasons:
         essential = claims_mod.essential_acr_values(request.claims)
-        needs_mfa = client.requires_two_factors or any(checks.acr_rank(v) > 0 for v in essential)
+        needs_mfa = gate.needs_mfa or any(checks.acr_rank(v) > 0 for v in essential)
         created = interactions.create(
             session, settings, client_id=client.client_id, params=request.to_params(),
             reasons=evaluation.reasons, needs_mfa=needs_mfa,
-            session_identity_id=sso.identity_id if sso else None, client_ip=client_ip, now=now)
+            session_identity_id=sso.identity_id if sso else None, client_ip=client_ip, now=now,
+            step_up_types=gate.step_up_types, required_acr=gate.required_acr,
+            policy_messages=gate.messages if judged is not None else ())
         return Outcome(status=303 if post else 302, location=f"/connexion/{created.id}")
 
     if sso is None or evaluation.acr is None:  # cannot happen: no reason left implies a session
@@ -363,8 +397,9 @@ def decide(session: Session, keys: InstanceKeys, settings: Settings, client: Cli
 
 
 def authorize(session: Session, keys: InstanceKeys, settings: Settings, params: Mapping[str, Any], *,
-              cookie_value: str | None, client_ip: str | None, post: bool) -> Outcome:
-    """Handle an authorization request (GET query or POST form, Core §3.1.2.1) and return the outcome.
+              cookie_value: str | None, client_ip: str | None, post: bool, policy: Policy) -> Outcome:
+    """Handle an authorization request (GET query or POST form, Core §3.1.2.1) under the access ``policy``
+    and return the outcome.
 
     Refusals are journaled (``oidc:authorize:refused``) and become a page or an error redirect.
     """
@@ -374,7 +409,8 @@ def authorize(session: Session, keys: InstanceKeys, settings: Settings, params: 
         if sso is not None and sso.recovery_only:
             # A recovery code opens the self-service page only: for applications it is no session at all.
             sso = None
-        return decide(session, keys, settings, client, request, sso, client_ip=client_ip, post=post)
+        return decide(session, keys, settings, client, request, sso, policy=policy, client_ip=client_ip,
+                      post=post)
     except PageError as exc:
         _journal_refusal(session, client_id=exc.client_id, reason=exc.reason, error=None, client_ip=client_ip)
         return Outcome(status=400, message=exc.message)
@@ -385,11 +421,13 @@ def authorize(session: Session, keys: InstanceKeys, settings: Settings, params: 
 
 
 def resume(session: Session, keys: InstanceKeys, settings: Settings, interaction_id: str, *,
-           cookie_value: str | None, client_ip: str | None) -> Outcome:
+           cookie_value: str | None, client_ip: str | None, policy: Policy) -> Outcome:
     """Resume an authorization request after its interaction (``/authorize/resume/<id>``).
 
-    The interaction is consumed by one conditional UPDATE (no replay), then the checks run again with what
-    the person did during it: the code is issued, or a new interaction starts for what is still missing.
+    The interaction is consumed by one conditional UPDATE (no replay), then the checks and the access
+    ``policy`` run again with what the person did during it: the code is issued, or a new interaction starts
+    for what is still missing. A policy denial is a French page (403) whose link takes the person back to
+    the client with ``access_denied``.
     """
     now = utcnow()
     interaction = session.get(Interaction, interaction_id) if len(interaction_id) <= 64 else None
@@ -418,8 +456,12 @@ def resume(session: Session, keys: InstanceKeys, settings: Settings, interaction
         sso = login_session.current(session, keys, settings, cookie_value, now=now)
         if sso is not None and sso.recovery_only:
             sso = None
-        return decide(session, keys, settings, client, request, sso, interaction=interaction,
+        return decide(session, keys, settings, client, request, sso, policy=policy, interaction=interaction,
                       client_ip=client_ip, now=now)
+    except PolicyDenied as exc:
+        _journal_refusal(session, client_id=exc.client_id, reason=exc.reason, error=exc.error,
+                         client_ip=client_ip)
+        return Outcome(status=403, message=DENIED_MESSAGE, details=exc.messages, back=error_location(settings, exc))
     except PageError as exc:
         _journal_refusal(session, client_id=exc.client_id, reason=exc.reason, error=None, client_ip=client_ip)
         return Outcome(status=400, message=exc.message)

@@ -21,7 +21,7 @@ from flask_wtf.csrf import ValidationError as CSRFError
 from flask_wtf.csrf import generate_csrf, validate_csrf
 from werkzeug.exceptions import HTTPException
 
-from hospiconnect import appctx
+from hospiconnect import appctx, policies_runtime
 from hospiconnect.audit import service as audit
 from hospiconnect.audit import tags
 from hospiconnect.db import utcnow
@@ -64,8 +64,10 @@ def _http_error(exc: HTTPException) -> Response:
     return _oauth_json(status, "invalid_request", "Malformed request.")
 
 
-def _page(status: int, message: str, title: str = "Connexion impossible") -> Response:
-    return Response(render_template("error.html", status=status, message=message, title=title), status=status)
+def _page(status: int, message: str, title: str = "Connexion impossible", details: tuple[str, ...] = (),
+          back: str | None = None) -> Response:
+    return Response(render_template("error.html", status=status, message=message, title=title, details=details,
+                                    back=back), status=status)
 
 
 def _outcome(outcome: oidc.Outcome) -> Response:
@@ -73,6 +75,8 @@ def _outcome(outcome: oidc.Outcome) -> Response:
         response = Response("", status=outcome.status)
         response.headers["Location"] = outcome.location
         return response
+    if outcome.back is not None:
+        return _page(outcome.status, outcome.message or "", "Accès refusé", outcome.details, outcome.back)
     return _page(outcome.status, outcome.message or "")
 
 
@@ -89,7 +93,8 @@ def authorize() -> Response:
     session = appctx.db_session()
     post = request.method == "POST"
     outcome = oidc.authorize(session, rt.keys, rt.settings, request.form if post else request.args,
-                             cookie_value=_cookie(), client_ip=appctx.client_ip(), post=post)
+                             cookie_value=_cookie(), client_ip=appctx.client_ip(), post=post,
+                             policy=policies_runtime.current_policy())
     session.commit()
     return _outcome(outcome)
 
@@ -100,7 +105,7 @@ def resume(interaction_id: str) -> Response:
     rt = appctx.runtime()
     session = appctx.db_session()
     outcome = oidc.resume(session, rt.keys, rt.settings, interaction_id, cookie_value=_cookie(),
-                          client_ip=appctx.client_ip())
+                          client_ip=appctx.client_ip(), policy=policies_runtime.current_policy())
     session.commit()
     return _outcome(outcome)
 

@@ -118,5 +118,5 @@ def test_the_application_refuses_to_start_with_an_invalid_policy_file(base_setti
     with pytest.raises(PolicyError) as refused:
         create_app(dataclasses.replace(base_settings, policy_file=bad))
     assert any(issue.line == 4 and "eidas9" in issue.message for issue in refused.value.issues)
-    app = create_app(base_settings)  # the shipped policy is valid and loaded once, at start-up
-    assert app.extensions["hospiconnect.policy"].classes
+    app = create_app(base_settings)  # the shipped policy is valid and loaded at start-up (then watched)
+    assert app.extensions["hospiconnect.policy"].policy.classes

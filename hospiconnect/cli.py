@@ -203,6 +203,9 @@ def _register_extensions() -> None:
     main.add_command(cli_enrollment.enrollment)
     from hospiconnect import cli_policy
     main.add_command(cli_policy.policy)
+    from hospiconnect import cli_authorizations
+    main.add_command(cli_authorizations.exception)
+    main.add_command(cli_authorizations.emergency_group)
 
 
 _register_extensions()

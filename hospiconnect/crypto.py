@@ -234,3 +234,30 @@ def rotate_kek(path: Path) -> str:
         raw["current_kek_id"] = kid
         _write_atomically(path, raw)
     return kid
+
+
+# --- Codes typed by people --------------------------------------------------------------------------------
+
+#: Crockford base32: no I, L, O, U, so a code read aloud or typed from paper has no look-alike letters.
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CROCKFORD_ALIASES = str.maketrans({"O": "0", "I": "1", "L": "1"})
+
+
+def crockford_random(length: int) -> str:
+    """Return ``length`` random Crockford characters (5 bits each, from ``secrets``)."""
+    return "".join(secrets.choice(CROCKFORD) for _ in range(length))
+
+
+def crockford_normalize(code: str, length: int) -> str | None:
+    """Return the ``length`` canonical characters of a typed code, or None when it cannot be one.
+
+    Case, spaces and dashes do not matter; O, I and L are read as 0, 1 and 1."""
+    cleaned = "".join(ch for ch in (code or "")[:100] if ch not in " -\t").upper().translate(_CROCKFORD_ALIASES)
+    if len(cleaned) != length or any(ch not in CROCKFORD for ch in cleaned):
+        return None
+    return cleaned
+
+
+def group_by_four(raw: str) -> str:
+    """Return ``raw`` grouped by 4 with dashes (``ABCD-EFGH-…``), as printed for people."""
+    return "-".join(raw[i:i + 4] for i in range(0, len(raw), 4))

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from hospiconnect.authenticators import notifications, webauthn
+from hospiconnect.authorizations import services as authorizations
 from hospiconnect.db import utcnow
 from hospiconnect.directory import services as directory
 from hospiconnect.directory.models import Identity
@@ -46,6 +47,9 @@ def run_all(rt: Runtime, *, today: dt.date | None = None) -> dict[str, Any]:
         report["sessions_ended"] = ended
     with rt.db.session() as session:
         report["enrollment_cases_expired"] = enrollment.expire_cases(session, now)
+    with rt.db.session() as session:
+        # Exceptions end by their date alone; this only journals each end once.
+        report["policy_exceptions_expired"] = authorizations.journal_expired(session, now).as_dict()["expired"]
     with rt.db.session() as session:
         report["purged"] = {
             "webauthn_challenges": webauthn.purge_expired_challenges(session, now),

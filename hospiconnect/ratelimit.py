@@ -1,7 +1,7 @@
 """Throttling and lockout shared by every process (database or Redis).
 
 Failed attempts are counted per account and per client IP, separately for each kind of secret
-(``password``, ``totp``, ``recovery``, ``activation``), as SECURITY.md item 15 asks:
+(``password``, ``totp``, ``recovery``, ``activation``, ``emergency``), as SECURITY.md item 15 asks:
 
 * **account** counters: the first :attr:`ThrottlePolicy.free_failures` consecutive failures cost nothing,
   then each further attempt must wait 1 s, 2 s, 4 s… (capped); after ``lockout_threshold`` consecutive
@@ -35,7 +35,7 @@ from hospiconnect.db import UTCDateTime, utcnow
 from hospiconnect.errors import HospiConnectError
 from hospiconnect.settings import Settings
 
-KINDS = ("password", "totp", "recovery", "activation")
+KINDS = ("password", "totp", "recovery", "activation", "emergency")
 
 
 class Throttled(HospiConnectError):

@@ -87,6 +87,13 @@ class Settings:
     invitation_days: int = 7
     # Access policy file (YAML, hospiconnect.policies); a relative path is taken from the working directory.
     policy_file: Path = DEFAULT_POLICY_FILE
+    # Seconds between two looks at the policy file by a running process (a changed, valid file is applied
+    # without restart; hospiconnect.policies_runtime). 0: before every request.
+    policy_check_seconds: float = 5.0
+    # Exceptions (dérogations): the latest end date a grant may have, in days from the grant.
+    exception_max_days: int = 180
+    # Emergency access (bris de glace): validity of an emergency credential, in hours (an officer may shorten it).
+    emergency_hours: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -136,11 +143,20 @@ class Settings:
             invitation_days=_int(env, "HOSPICONNECT_INVITATION_DAYS", cls.invitation_days),
             policy_file=(Path(env["HOSPICONNECT_POLICY_FILE"]).expanduser().absolute()
                          if env.get("HOSPICONNECT_POLICY_FILE") else DEFAULT_POLICY_FILE),
+            policy_check_seconds=_int(env, "HOSPICONNECT_POLICY_CHECK_SECONDS", int(cls.policy_check_seconds)),
+            exception_max_days=_int(env, "HOSPICONNECT_EXCEPTION_MAX_DAYS", cls.exception_max_days),
+            emergency_hours=_int(env, "HOSPICONNECT_EMERGENCY_HOURS", cls.emergency_hours),
         )
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
+        if not 0 <= settings.policy_check_seconds <= 3600:
+            raise SettingsError("HOSPICONNECT_POLICY_CHECK_SECONDS doit être compris entre 0 et 3600.")
         if not 1 <= settings.lockout_threshold <= 100:
             raise SettingsError("HOSPICONNECT_LOCKOUT_THRESHOLD doit être compris entre 1 et 100.")
+        if not 1 <= settings.exception_max_days <= 3650:
+            raise SettingsError("HOSPICONNECT_EXCEPTION_MAX_DAYS doit être compris entre 1 et 3650.")
+        if not 1 <= settings.emergency_hours <= 24:
+            raise SettingsError("HOSPICONNECT_EMERGENCY_HOURS doit être compris entre 1 et 24.")
         return settings
 
     @property

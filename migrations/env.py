@@ -8,6 +8,7 @@ from sqlalchemy import engine_from_config, pool
 import hospiconnect.apitokens.models  # noqa: F401  (register tables)
 import hospiconnect.audit.models  # noqa: F401
 import hospiconnect.authenticators.models  # noqa: F401
+import hospiconnect.authorizations.models  # noqa: F401
 import hospiconnect.directory.models  # noqa: F401
 import hospiconnect.enrollment.models  # noqa: F401
 import hospiconnect.idp.models  # noqa: F401

@@ -15,7 +15,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
-from typing import Any, Iterable
+from typing import Any, Iterable, NoReturn
 
 from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
@@ -24,6 +24,7 @@ from sqlalchemy.sql.util import find_tables
 from hospiconnect.audit.models import GENESIS_HASH, AuditEvent, AuditHead
 from hospiconnect.audit.tags import TAG_RE
 from hospiconnect.db import utcnow
+from hospiconnect.errors import HospiConnectError
 
 OUTCOMES = ("success", "failure", "refused", "info")
 
@@ -175,6 +176,16 @@ def _before_reading_the_journal(state: ORMExecuteState) -> None:
     if session.info.get(_PENDING) and any(t.name in _JOURNAL_TABLES for t in find_tables(state.statement,
                                                                                         include_crud=True)):
         write_pending(session)
+
+
+def refuse(session: Session, tag: str, *, actor: str, subject: str | None, client_ip: str | None,
+           details: dict[str, object], error: HospiConnectError) -> NoReturn:
+    """Journal a refusal (outcome ``refused``, the error's code in the details), commit it — the refusal is
+    recorded even though the operation is not — and raise ``error``."""
+    record(session, tag, actor=actor, subject=subject, client_ip=client_ip, outcome="refused",
+           details={**details, "code": error.code})
+    session.commit()
+    raise error
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,6 +67,11 @@ OIDC_LOGOUT_REFUSED = "oidc:logout:refused"
 OIDC_BACKCHANNEL_DELIVERED = "oidc:backchannel:delivered"
 OIDC_BACKCHANNEL_FAILED = "oidc:backchannel:failed"
 
+# Access policy (hospiconnect.idp.policy_gate, hospiconnect.policies_runtime).
+AUTHZ_POLICY_DECIDED = "authz:policy:decided"
+ADMIN_POLICY_RELOADED = "admin:policy:reloaded"
+ADMIN_POLICY_RELOAD_REFUSED = "admin:policy:reload_refused"
+
 # Enrollment (hospiconnect.enrollment): cases, identity checks and activation codes.
 ENROLLMENT_CASE_OPENED = "enrollment:case:opened"
 ENROLLMENT_CASE_REFUSED = "enrollment:case:refused"
@@ -90,3 +95,16 @@ ENROLLMENT_FCPLUS_STARTED = "enrollment:fcplus:started"
 ENROLLMENT_FCPLUS_FAILED = "enrollment:fcplus:failed"
 ENROLLMENT_FCPLUS_COMPLETED = "enrollment:fcplus:completed"
 UPSTREAM_KEY_CREATED = "admin:upstream_key:created"
+
+# Exceptions (dérogations, hospiconnect.authorizations) and emergency access (bris de glace,
+# hospiconnect.authenticators.emergency).
+POLICY_EXCEPTION_GRANTED = "admin:policy_exception:granted"
+POLICY_EXCEPTION_REVOKED = "admin:policy_exception:revoked"
+POLICY_EXCEPTION_EXPIRED = "system:policy_exception:expired"
+POLICY_EXCEPTION_USED = "authz:policy_exception:used"
+EMERGENCY_ISSUED = "admin:emergency:issued"
+EMERGENCY_REFUSED = "admin:emergency:refused"
+EMERGENCY_REVOKED = "admin:emergency:revoked"
+EMERGENCY_REVIEWED = "admin:emergency:reviewed"
+AUTHN_EMERGENCY_USED = "authn:emergency:used"
+AUTHN_EMERGENCY_REFUSED = "authn:emergency:refused"

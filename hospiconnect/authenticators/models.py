@@ -137,3 +137,58 @@ class Notification(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(300))
+
+
+#: Wrong codes typed for a person before their live emergency credentials stop working.
+EMERGENCY_MAX_ATTEMPTS = 5
+
+
+class EmergencyCredential(Base):
+    """An emergency credential (bris de glace): a one-time code an on-duty officer hands to a person whose MIE is
+    unavailable (hospiconnect.authenticators.emergency). Never deleted: the RSSI reviews each one."""
+
+    __tablename__ = "emergency_credentials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"), index=True)
+    issued_by_identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"), index=True)
+    issued_by: Mapped[str] = mapped_column(String(200))  # the actor that recorded the issue (page, CLI)
+    issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # First group of the code (not secret): tells credentials apart in lists and on the phone.
+    selector: Mapped[str] = mapped_column(String(8))
+    # Keyed hash of the whole code, bound to the person (InstanceKeys.keyed_hash).
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Where it may be used from: the names/CIDRs given (JSON list) and the networks they meant at issue time.
+    networks_json: Mapped[str] = mapped_column(Text, default="[]")
+    cidrs_json: Mapped[str] = mapped_column(Text, default="[]")
+    reason: Mapped[str] = mapped_column(Text)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    used_from_ip: Mapped[str | None] = mapped_column(String(45))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+    revoke_reason: Mapped[str | None] = mapped_column(String(500))
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+    reviewed_by_identity_id: Mapped[int | None] = mapped_column(ForeignKey("identities.id"))
+    review_comment: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def networks(self) -> list[str]:
+        return list(json.loads(self.networks_json or "[]"))
+
+    @property
+    def cidrs(self) -> list[str]:
+        return list(json.loads(self.cidrs_json or "[]"))
+
+    def state(self, as_of: dt.datetime) -> str:
+        """``used``, ``revoked``, ``dead`` (too many wrong codes), ``expired`` or ``live``."""
+        if self.used_at is not None:
+            return "used"
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.failed_attempts >= EMERGENCY_MAX_ATTEMPTS:
+            return "dead"
+        return "expired" if self.expires_at <= as_of else "live"
+

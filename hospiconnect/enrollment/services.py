@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
 from typing import NoReturn, Sequence
 
 from sqlalchemy import exists, select, update
@@ -30,7 +29,7 @@ from hospiconnect.audit import service as audit
 from hospiconnect.audit import tags
 from hospiconnect.authenticators import services as mie_services
 from hospiconnect.authenticators.models import Mie
-from hospiconnect.crypto import InstanceKeys
+from hospiconnect.crypto import InstanceKeys, crockford_normalize, crockford_random, group_by_four
 from hospiconnect.db import utcnow
 from hospiconnect.directory.models import Identity
 from hospiconnect.enrollment import workflow as wf
@@ -57,9 +56,6 @@ DEFAULT_CASE_DAYS = 30
 DEFAULT_ACTIVATION_HOURS = 72
 MAX_CODE_ATTEMPTS = 5
 
-# Crockford base32: no I, L, O, U, so a code read aloud or typed from paper has no look-alike letters.
-CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_CROCKFORD_ALIASES = str.maketrans({"O": "0", "I": "1", "L": "1"})
 SELECTOR_CHARS = 4  # first group: finds which code a mistyped entry was meant for (not secret)
 SECRET_CHARS = 20  # 20 × 5 bits = 100 bits of secret
 CODE_CHARS = SELECTOR_CHARS + SECRET_CHARS
@@ -71,13 +67,7 @@ _LIVE_STATES = (wf.OPENED, wf.IDENTITY_VERIFIED, wf.MIE_ISSUED)
 # --- Helpers --------------------------------------------------------------------------------------------
 
 
-def _refuse(session: Session, tag: str, *, actor: str, subject: str | None, client_ip: str | None,
-            details: dict[str, object], error: HospiConnectError) -> NoReturn:
-    """Journal a refused step, commit it and raise ``error`` (see the module docstring)."""
-    audit.record(session, tag, actor=actor, subject=subject, client_ip=client_ip, outcome="refused",
-                 details={**details, "code": error.code})
-    session.commit()
-    raise error
+_refuse = audit.refuse  # journal a refused step, commit it and raise (see the module docstring)
 
 
 def _identity_public_id(session: Session, case: EnrollmentCase) -> str:
@@ -304,7 +294,7 @@ def record_fcplus_check(session: Session, case: EnrollmentCase, *, matched: bool
 
 def format_code(raw: str) -> str:
     """Return ``raw`` (24 Crockford characters) grouped by 4 with dashes, as printed on the sheet."""
-    return "-".join(raw[i:i + 4] for i in range(0, len(raw), 4))
+    return group_by_four(raw)
 
 
 def normalize_code(code: str) -> str | None:
@@ -312,10 +302,7 @@ def normalize_code(code: str) -> str | None:
 
     Case, spaces and dashes do not matter; O, I and L are read as 0, 1 and 1 (Crockford).
     """
-    cleaned = "".join(ch for ch in (code or "")[:100] if ch not in " -\t").upper().translate(_CROCKFORD_ALIASES)
-    if len(cleaned) != CODE_CHARS or any(ch not in CROCKFORD for ch in cleaned):
-        return None
-    return cleaned
+    return crockford_normalize(code, CODE_CHARS)
 
 
 def _hash_code(keys: InstanceKeys, normalized: str) -> str:
@@ -324,7 +311,7 @@ def _hash_code(keys: InstanceKeys, normalized: str) -> str:
 
 
 def _random_chars(n: int) -> str:
-    return "".join(secrets.choice(CROCKFORD) for _ in range(n))
+    return crockford_random(n)
 
 
 def _live_code_clause(now: dt.datetime):  # type: ignore[no-untyped-def]

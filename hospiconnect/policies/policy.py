@@ -190,11 +190,16 @@ class ClassSettings:
 
 @dataclasses.dataclass(frozen=True)
 class AppClass:
-    """An application class (``health-data``, ``standard``…) and its base settings."""
+    """An application class (``health-data``, ``standard``…) and its base settings.
+
+    ``exceptions_may_lower_factors``: whether an exception (dérogation) may let one factor through for this
+    class even when it requires two (default False; not a dated setting: rules cannot change it).
+    """
 
     name: str
     label: str
     settings: ClassSettings
+    exceptions_may_lower_factors: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

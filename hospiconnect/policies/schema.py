@@ -9,7 +9,7 @@ Top level (``version``, ``mie_types`` and ``classes`` are required)::
     mie_types: {TYPE: {status, factors, max_acr?, label?, decision_date?, decision_reference?,
                        decision_valid_until?}}
     classes: {CLASS: {label?, min_acr, allowed_mie_types, max_auth_age?, networks?, single_factor_networks?,
-                      accept_not_homologated?, emergency?}}
+                      accept_not_homologated?, emergency?, exceptions_may_lower_factors?}}
     populations: {POPULATION: {label?, description?}}
     compliance: {class?: health-data, require_identity_check?: true}
     rules: [{id, description, source?, from?, until?, applies_to?: {class?, population?}, set: {SETTING: …}}]
@@ -48,7 +48,9 @@ from hospiconnect.policies.reader import NodeReader, PolicyIssue
 TOP_KEYS = ("version", "name", "timezone", "networks", "mie_types", "classes", "populations", "compliance", "rules")
 MIE_TYPE_KEYS = ("label", "status", "factors", "max_acr", "decision_date", "decision_reference",
                  "decision_valid_until")
-CLASS_KEYS = ("label", *SETTING_NAMES)
+#: Class keys that are not settings (rules cannot change them).
+CLASS_ONLY_KEYS = ("exceptions_may_lower_factors",)
+CLASS_KEYS = ("label", *SETTING_NAMES, *CLASS_ONLY_KEYS)
 POPULATION_KEYS = ("label", "description")
 COMPLIANCE_KEYS = ("class", "require_identity_check")
 RULE_KEYS = ("id", "description", "source", "from", "until", "applies_to", "set")
@@ -219,8 +221,13 @@ def _classes(reader: NodeReader, node: Node, declared: _Declared) -> None:
         label = reader.text(fields["label"][1], f"{where}.label") if "label" in fields else name
         values = {key: _setting(reader, key, fields[key][1], f"{where}.{key}", declared)
                   for key in SETTING_NAMES if key in fields}
+        may_lower = False
+        if "exceptions_may_lower_factors" in fields:
+            may_lower = bool(reader.boolean(fields["exceptions_may_lower_factors"][1],
+                                            f"{where}.exceptions_may_lower_factors"))
         if len(reader.issues) == errors_before and "min_acr" in values and "allowed_mie_types" in values:
-            declared.classes[name] = AppClass(name=name, label=label or name, settings=ClassSettings(**values))
+            declared.classes[name] = AppClass(name=name, label=label or name, settings=ClassSettings(**values),
+                                              exceptions_may_lower_factors=may_lower)
 
 
 def _compliance(reader: NodeReader, key_node: Node, node: Node, declared: _Declared) -> tuple[str, bool]:

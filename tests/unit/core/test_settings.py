@@ -69,3 +69,15 @@ def test_franceconnect_plus_is_off_in_production_until_fully_configured(tmp_path
     full = Settings.from_env({**base, "HOSPICONNECT_FCPLUS_DISCOVERY_URL": "https://fcp.example/d",
                               "HOSPICONNECT_FCPLUS_CLIENT_ID": "abc", "HOSPICONNECT_FCPLUS_CLIENT_SECRET": "x"})
     assert full.fcplus_enabled
+
+
+def test_exception_and_emergency_settings(tmp_path):
+    defaults = Settings.from_env({"HOSPICONNECT_INSTANCE_PATH": str(tmp_path)})
+    assert (defaults.exception_max_days, defaults.emergency_hours) == (180, 8)
+    chosen = Settings.from_env({"HOSPICONNECT_EXCEPTION_MAX_DAYS": "90", "HOSPICONNECT_EMERGENCY_HOURS": "12"})
+    assert (chosen.exception_max_days, chosen.emergency_hours) == (90, 12)
+    for name, value in (("HOSPICONNECT_EXCEPTION_MAX_DAYS", "0"), ("HOSPICONNECT_EXCEPTION_MAX_DAYS", "9999"),
+                        ("HOSPICONNECT_EXCEPTION_MAX_DAYS", "six mois"), ("HOSPICONNECT_EMERGENCY_HOURS", "0"),
+                        ("HOSPICONNECT_EMERGENCY_HOURS", "48")):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: value})

@@ -15,6 +15,7 @@ from hospiconnect.audit import tags
 from hospiconnect.audit.models import AuditEvent
 from hospiconnect.authenticators import services as mie_services
 from hospiconnect.authenticators.models import Mie
+from hospiconnect.crypto import CROCKFORD
 from hospiconnect.enrollment import services as enrollment
 from hospiconnect.enrollment import workflow as wf
 from hospiconnect.enrollment.interfaces import (
@@ -279,7 +280,7 @@ def test_activation_code_shape_and_storage(session, keys, people) -> None:  # ty
     case, code = issued(session, keys, person, officer)
     groups = code.split("-")
     assert len(groups) == 6 and all(len(g) == 4 for g in groups)
-    assert all(ch in enrollment.CROCKFORD for ch in "".join(groups))
+    assert all(ch in CROCKFORD for ch in "".join(groups))
     assert enrollment.SECRET_CHARS * 5 >= 100
     row = session.scalar(select(ActivationCode).where(ActivationCode.case_id == case.id))
     assert row.code_hash != code and code.replace("-", "") not in row.code_hash
@@ -385,7 +386,7 @@ def test_wrong_code(session, keys, people, throttle, typed) -> None:  # type: ig
 def _mistype(code: str, n: int) -> str:
     raw = code.replace("-", "")
     last = raw[-1]
-    wrong = [c for c in enrollment.CROCKFORD if c != last][n % 31]
+    wrong = [c for c in CROCKFORD if c != last][n % 31]
     return raw[:-1] + wrong
 
 

@@ -351,7 +351,7 @@ def decide(session: Session, keys: InstanceKeys, settings: Settings, client: Cli
     login_due = bool(set(evaluation.reasons) & checks.LOGIN_REASONS)
     judged = None if login_due else sso
     gate = policy_gate.assess(session, policy, client, sso, mie, login_due=login_due, client_ip=client_ip,
-                              now=now)
+                              now=now, issuing=not evaluation.reasons and evaluation.refusal is None)
     subject = login_session.public_id_of(session, judged.identity_id) if judged is not None else None
     policy_gate.journal(session, policy, gate, client_id=client.client_id, subject=subject, client_ip=client_ip)
 

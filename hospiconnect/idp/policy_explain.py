@@ -4,12 +4,14 @@
 the settings of the client's class for the person's population, the decision for each way the person could
 sign in with their active MIE (password alone, password and TOTP, security key…) — computed exactly as the
 provider does at the authorization endpoint (:mod:`hospiconnect.idp.policy_gate`) — the rules in force and
-whether the person holds a compliant MIE (:func:`hospiconnect.policies.compliance`). It reads the database
-and writes nothing. :func:`render` puts it in French.
+whether the person holds a compliant MIE (:func:`hospiconnect.policies.compliance`), and the exceptions
+(dérogations) in force for the person and the class, with whether they change each decision. It reads the database
+and writes nothing (no use of an exception is recorded). :func:`render` puts it in French.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -17,11 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hospiconnect.authenticators.models import Mie
+from hospiconnect.authorizations import services as exceptions
 from hospiconnect.directory import services as directory
 from hospiconnect.directory.models import Identity
 from hospiconnect.idp import checks, clients, policy_gate
 from hospiconnect.policies import EvaluationContext, IdentitySummary, MieSummary, Policy, compliance, evaluate
 from hospiconnect.policies.explain import describe_decision, describe_settings
+from hospiconnect.policies.relaxations import relax
+from hospiconnect.policies.rules import grant_instant
 
 #: The ways to sign in with this product's MIE: (key, French label, MIE types needed, RFC 8176 ``amr``).
 WAYS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -69,6 +74,8 @@ def explain(session: Session, policy: Policy, *, identity_key: str, client_id: s
     app_class = client.sensitivity
     declared = app_class in policy.classes
     at = as_of if isinstance(as_of, dt.datetime) else None
+    instant = grant_instant(policy, as_of)
+    grants = tuple(exceptions.active_exceptions_for(session, identity, app_class, instant)) if declared else ()
     ways = []
     for key, label, needs, amr in WAYS:
         if not set(needs) <= active:
@@ -77,9 +84,10 @@ def explain(session: Session, policy: Policy, *, identity_key: str, client_id: s
         context = EvaluationContext(as_of=as_of, app_class=app_class, acr=policy_gate.factors_acr(amr),
                                     amr=frozenset(amr), auth_time=at,
                                     population=population, client_ip=client_ip,
-                                    available_mie_types=person.available_types)
+                                    available_mie_types=person.available_types, grants=grants)
         decision = evaluate(policy, context)
-        needed = policy_gate.needed_acr(policy, app_class, as_of, client_ip, population)
+        without = evaluate(policy, dataclasses.replace(context, grants=())) if decision.applied_grants else None
+        needed = policy_gate.needed_acr(policy, app_class, as_of, client_ip, population, grants)
         gate = policy_gate.map_decision(decision, two_factors="mfa" in amr, needed=needed)
         if gate.refusal is not None:
             provider = ["access_denied"]
@@ -88,12 +96,22 @@ def explain(session: Session, policy: Policy, *, identity_key: str, client_id: s
         else:
             provider = list(gate.reasons) or ["allow"]
         ways.append({"way": key, "label": label, "amr": list(amr), "acr": acr, "decision": decision.as_json(),
-                     "provider": provider,
+                     "provider": provider, "exceptions": list(decision.applied_grants),
+                     "without_exceptions": without.kind if without is not None else None,
                      "text": describe_decision(decision)})
     effective = policy.effective(app_class, as_of, population) if declared else None
     rules = [{"id": r.id, "description": r.description, "period": r.period_fr(), "source": r.source}
              for r in policy.rules if effective is not None and r.id in effective.rules]
     verdict = compliance(policy, IdentitySummary(tuple(_summary(m) for m in mies), population), as_of)
+    ignored: dict[str, list[str]] = {}
+    if effective is not None and grants:
+        for grant_id, code in relax(policy, app_class, effective.settings, grants, instant).ignored:
+            ignored.setdefault(grant_id, []).append(code)
+    applied = {g for way in ways for g in way["exceptions"]}
+    in_force = [{"id": g.id, "target": g.target, "relaxation": g.relaxation.as_json(),
+                 "relaxation_fr": g.relaxation.describe(), "justification": g.justification,
+                 "starts_at": g.starts_at.isoformat(), "ends_at": g.ends_at.isoformat(),
+                 "changes_decision": g.id in applied, "ignored": ignored.get(g.id, [])} for g in grants]
     return {
         "policy": {"name": policy.name, "file": policy.source, "digest": policy.digest},
         "as_of": as_of.isoformat(), "client_ip": client_ip,
@@ -105,7 +123,7 @@ def explain(session: Session, policy: Policy, *, identity_key: str, client_id: s
         "settings_text": describe_settings(policy, effective) if effective is not None else [],
         "mie": [{"type": m.type, "label": m.label, "status": m.status, "proofing_method": m.proofing_method,
                  "activated_at": m.activated_at.isoformat() if m.activated_at else None} for m in mies],
-        "ways": ways, "rules": rules,
+        "ways": ways, "rules": rules, "exceptions": in_force,
         "compliance": {**verdict.as_json(), "class": policy.compliance_class},
     }
 
@@ -134,9 +152,22 @@ def render(data: dict[str, Any]) -> str:
         lines.append(f"  • {way['label']} (amr {' '.join(way['amr'])}, niveau {way['acr']}) — fournisseur : "
                      f"{' ; '.join(PROVIDER_LABELS_FR.get(p, p) for p in way['provider'])}")
         lines.extend(f"      {line}" for line in way["text"].splitlines())
+        if way.get("exceptions"):
+            lines.append(f"      Grâce à la dérogation {', '.join(way['exceptions'])} (sans elle : "
+                         f"{way['without_exceptions']}).")
     lines += ["", "Règles en vigueur pour cette classe et cette population :"]
     lines += [f"  - {r['id']} ({r['period']}) : {r['description']}" + (f" [{r['source']}]" if r["source"] else "")
               for r in data["rules"]] or ["  aucune"]
+    lines += ["", "Dérogations en vigueur pour cette personne et cette classe :"]
+    for g in data.get("exceptions", []):
+        effect = ("change la décision" if g["changes_decision"] else "ne change aucune décision")
+        if "floor" in g["ignored"]:
+            effect += " (un seul facteur refusé : la classe exige deux facteurs et la politique ne permet pas " \
+                      "de l'abaisser)"
+        lines.append(f"  - {g['id']} ({'personne' if g['target'] == 'identity' else 'population'}, jusqu'au "
+                     f"{g['ends_at'][:16].replace('T', ' ')} UTC) : {g['relaxation_fr']} — {effect}")
+    if not data.get("exceptions"):
+        lines.append("  aucune")
     verdict = data["compliance"]
     lines.append("")
     if verdict["compliant"]:

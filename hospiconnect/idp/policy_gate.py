@@ -23,6 +23,13 @@ the policy is asked without the session: only what does not depend on the person
 refuse then, and whether the sign-in must ask for a second factor comes from the class's settings
 (:func:`needed_acr`); the decision after the sign-in is the person's. Each decision is journaled
 (``authz:policy:decided``, :func:`journal`).
+
+**Exceptions (dérogations).** When the person is known, the exceptions in force for them and the class
+(:func:`hospiconnect.authorizations.services.active_exceptions_for`) go into the context; the policy applies them
+(the two-factor floor included) and names those without which the decision would have been stricter
+(``Decision.applied_grants``). When such a decision lets the authorization through to a code, each of them is
+recorded (:func:`hospiconnect.authorizations.services.record_use`, journaled ``authz:policy_exception:used``); one
+revoked or ended meanwhile is left out and the policy asked again. Their ids are in ``authz:policy:decided``.
 """
 
 from __future__ import annotations
@@ -37,11 +44,14 @@ from sqlalchemy.orm import Session
 from hospiconnect.audit import service as audit
 from hospiconnect.audit import tags
 from hospiconnect.authenticators.models import Mie
+from hospiconnect.authorizations import services as exceptions
 from hospiconnect.directory.models import ONLY_IDENTITY, Identity
 from hospiconnect.idp import checks
 from hospiconnect.idp.models import Client, SsoSession
 from hospiconnect.policies import Decision, EvaluationContext, Policy, Reason, acr_rank, evaluate
 from hospiconnect.policies.context import DENY, STEP_UP
+from hospiconnect.policies.relaxations import ExceptionGrant, relax
+from hospiconnect.policies.rules import grant_instant
 
 #: The MIE types of this product that give a second factor (hospiconnect.authenticators.models.Mie).
 SECOND_FACTOR_TYPES: tuple[str, ...] = ("totp", "webauthn")
@@ -90,7 +100,8 @@ class GateResult:
     * ``refusal``: the answer to a denial (``access_denied``, ASCII description), or None;
     * ``needs_mfa``: the sign-in must bring a second factor; ``required_acr``: the level the class needs;
     * ``step_up_types``: the MIE types the second-factor page may offer (None: those the person has);
-    * ``messages``: the French messages of the blocking reasons, for pages.
+    * ``messages``: the French messages of the blocking reasons, for pages;
+    * ``exceptions``: ids of the exceptions (dérogations) the decision relies on (``Decision.applied_grants``).
     """
 
     decision: Decision
@@ -101,6 +112,10 @@ class GateResult:
     step_up_types: tuple[str, ...] | None = None
     messages: tuple[str, ...] = ()
 
+    @property
+    def exceptions(self) -> tuple[str, ...]:
+        return self.decision.applied_grants
+
 
 def active_mie(session: Session, identity_id: int) -> PersonMie:
     """Return the person's active MIE (one query)."""
@@ -110,12 +125,16 @@ def active_mie(session: Session, identity_id: int) -> PersonMie:
 
 
 def needed_acr(policy: Policy, app_class: str, as_of: dt.datetime | dt.date, client_ip: str | None,
-               population: str | None = None) -> str | None:
+               population: str | None = None, grants: Iterable[ExceptionGrant] = ()) -> str | None:
     """Return the level an authentication needs for ``app_class`` from ``client_ip`` (``eidas1`` where one
-    factor is tolerated), or None for a class the policy does not declare."""
+    factor is tolerated, or where an exception in ``grants`` lets one factor through), or None for a class the
+    policy does not declare."""
     if app_class not in policy.classes:
         return None
     settings = policy.effective(app_class, as_of, population).settings
+    grants = tuple(grants)
+    if grants:
+        settings = relax(policy, app_class, settings, grants, grant_instant(policy, as_of)).settings
     if acr_rank(settings.min_acr) > 0 and settings.single_factor_networks.contains(client_ip):
         return "eidas1"
     return settings.min_acr
@@ -183,12 +202,14 @@ def map_decision(decision: Decision, *, two_factors: bool, needed: str | None = 
 
 
 def assess(session: Session, policy: Policy, client: Client, sso: SsoSession | None, person: PersonMie | None, *,
-           login_due: bool, client_ip: str | None, now: dt.datetime) -> GateResult:
+           login_due: bool, client_ip: str | None, now: dt.datetime, issuing: bool = True) -> GateResult:
     """Ask ``policy`` about this authorization and return what the provider does.
 
     ``sso`` is the live session (None: none); ``person`` the active MIE of its person; ``login_due``: the
     person has to sign in anyway (the policy is then asked without a person, and ``mfa_required`` added when
-    the class needs two factors that the session, if any, has not proven).
+    the class needs two factors that the session, if any, has not proven). ``issuing``: nothing but the policy
+    stands between this authorization and a code (the protocol checks found no reason): only then is the use of
+    the exceptions the decision relies on recorded.
     """
     app_class = client.sensitivity
     if sso is None or login_due:
@@ -203,12 +224,33 @@ def assess(session: Session, policy: Policy, client: Client, sso: SsoSession | N
         return dataclasses.replace(result, messages=()) if result.refusal is None else result
     identity = session.get(Identity, sso.identity_id, options=ONLY_IDENTITY)
     population = identity.contract_type if identity is not None else None
-    context = EvaluationContext(
-        as_of=now, app_class=app_class, acr=factors_acr(sso.amr), amr=frozenset(sso.amr), auth_time=sso.auth_time,
-        population=population, client_ip=client_ip,
-        available_mie_types=person.available_types if person is not None else frozenset())
-    return map_decision(evaluate(policy, context), two_factors="mfa" in sso.amr,
-                        needed=needed_acr(policy, app_class, now, client_ip, population))
+    grants: tuple[ExceptionGrant, ...] = ()
+    if identity is not None and app_class in policy.classes:
+        grants = tuple(exceptions.active_exceptions_for(session, identity, app_class, now))
+    recorded: set[str] = set()
+    while True:
+        context = EvaluationContext(
+            as_of=now, app_class=app_class, acr=factors_acr(sso.amr), amr=frozenset(sso.amr),
+            auth_time=sso.auth_time, population=population, client_ip=client_ip,
+            available_mie_types=person.available_types if person is not None else frozenset(), grants=grants)
+        decision = evaluate(policy, context)
+        result = map_decision(decision, two_factors="mfa" in sso.amr,
+                              needed=needed_acr(policy, app_class, now, client_ip, population, grants))
+        if not (issuing and identity is not None and decision.allowed and result.refusal is None
+                and not result.reasons):
+            return result
+        ended = None
+        for grant_id in decision.applied_grants:
+            if grant_id in recorded:
+                continue
+            if not exceptions.record_use(session, grant_id, identity=identity, client_ip=client_ip,
+                                         client_id=client.client_id, now=now):
+                ended = grant_id  # revoked or ended meanwhile: ask again without it
+                break
+            recorded.add(grant_id)
+        if ended is None:
+            return result
+        grants = tuple(g for g in grants if g.id != ended)
 
 
 def outcome_of(result: GateResult) -> str:
@@ -230,6 +272,6 @@ def journal(session: Session, policy: Policy, result: GateResult, *, client_id: 
                           "rules": list(decision.rules), "candidates": list(decision.candidates),
                           "day": decision.day.isoformat() if decision.day else None,
                           "policy": policy.name, "digest": policy.digest,
-                          "provider_reasons": list(result.reasons),
+                          "provider_reasons": list(result.reasons), "exceptions": list(result.exceptions),
                           "refusal": result.refusal.error if result.refusal else None})
 

@@ -14,6 +14,7 @@ import datetime as dt
 from typing import Any, Literal
 
 from hospiconnect.policies.acr import mie_types_from_amr
+from hospiconnect.policies.relaxations import ExceptionGrant
 
 DecisionKind = Literal["allow", "step_up", "deny"]
 ALLOW: DecisionKind = "allow"
@@ -75,7 +76,11 @@ class EvaluationContext:
     * ``mie_types``: the MIE types used in this authentication; None: derived from ``amr`` (local types only);
     * ``available_mie_types``: the types of the person's active MIE that could be used for a step-up (the
       caller leaves out MIE that cannot reach the level, e.g. not issued after an identity check);
-    * ``enrollment_possible``: the person could obtain an MIE now (then "no MIE" is a step-up to enrollment).
+    * ``enrollment_possible``: the person could obtain an MIE now (then "no MIE" is a step-up to enrollment);
+    * ``grants``: the exceptions (dérogations) in force for the person and the class
+      (:func:`hospiconnect.authorizations.services.active_exceptions_for`), applied by
+      :func:`hospiconnect.policies.relaxations.relax` to the settings of the day; those for another class or
+      not in force at ``as_of`` are ignored.
     """
 
     as_of: dt.datetime | dt.date
@@ -88,11 +93,13 @@ class EvaluationContext:
     mie_types: frozenset[str] | None = None
     available_mie_types: frozenset[str] = frozenset()
     enrollment_possible: bool = False
+    grants: tuple[ExceptionGrant, ...] = ()
 
     def __post_init__(self) -> None:
         # Accept any iterable of strings for the sets (lists from JSON, tuples from the database).
         for name in ("amr", "available_mie_types"):
             object.__setattr__(self, name, frozenset(getattr(self, name)))
+        object.__setattr__(self, "grants", tuple(self.grants))
         if self.mie_types is not None:
             object.__setattr__(self, "mie_types", frozenset(self.mie_types))
 
@@ -115,7 +122,9 @@ class Decision:
     * ``missing``: what a step-up must bring (:data:`MISSING_VALUES`);
     * ``reasons``: blocking reasons first, then information;
     * ``rules``: ids of the rules in force for this class and population that day;
-    * ``candidates``: MIE types of the person that would satisfy a step-up, best first.
+    * ``candidates``: MIE types of the person that would satisfy a step-up, best first;
+    * ``applied_grants``: ids of the exceptions without which the decision would have been stricter (a smallest
+      set of the grants of the context that gives this decision; empty when they change nothing).
     """
 
     kind: DecisionKind
@@ -125,6 +134,7 @@ class Decision:
     candidates: tuple[str, ...] = ()
     app_class: str = ""
     day: dt.date | None = None
+    applied_grants: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -139,7 +149,7 @@ class Decision:
         """Return the decision as JSON-ready values (for the journal and ``--json``)."""
         return {"kind": self.kind, "missing": sorted(self.missing), "reasons": [r.as_json() for r in self.reasons],
                 "rules": list(self.rules), "candidates": list(self.candidates), "class": self.app_class,
-                "day": self.day.isoformat() if self.day else None}
+                "day": self.day.isoformat() if self.day else None, "applied_grants": list(self.applied_grants)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,12 @@ the class's settings in force that day for the person's population (:meth:`Polic
    a step-up is offered only when the person holds an MIE that would reach it (``available_mie_types``);
 4. **age** — ``auth_time`` must be within ``max_auth_age`` (a fresh sign-in is a step-up).
 
+**Exceptions (dérogations).** The ``grants`` of the context are applied to the settings of the day by
+:func:`hospiconnect.policies.relaxations.relax` before the checks (the two-factor floor is checked again there);
+the MIE types it makes count whatever their homologation count so. :attr:`Decision.applied_grants` names a
+smallest set of grants that gives the decision, and only when the decision without any grant is stricter
+(the evaluation is simply run again without them).
+
 Bringing more (a higher ``acr``, more factors, more MIE types) never turns an allowed authorization into a
 refused one: a property test holds the evaluator to that.
 
@@ -50,7 +56,9 @@ from hospiconnect.policies.policy import (
     Policy,
     acr_label,
     parse_address,
+    zone,
 )
+from hospiconnect.policies.relaxations import ExceptionGrant, relax
 
 
 #: Statuses of MIE types issued by the establishment itself: only these depend on the establishment's identity
@@ -67,7 +75,60 @@ def evaluate(policy: Policy, context: EvaluationContext) -> Decision:
             "unknown_class", f"Classe d'application inconnue « {context.app_class} » : la politique ne la déclare "
                              "pas, l'accès est refusé."),))
     effective = policy.effective(context.app_class, context.as_of, context.population)
-    check = _Check(policy, effective, context)
+    baseline = _decide(policy, effective, context, ())
+    if not context.grants:
+        return baseline
+    instant = grant_instant(policy, context.as_of)
+    relevant = tuple(g for g in map(_aware, context.grants)
+                     if g.app_class == context.app_class and g.in_force(instant))
+    decision = _decide(policy, effective, context, relevant)
+    if not _less_strict(decision, baseline):
+        return baseline
+    # A smallest set of grants that still gives this decision: drop each grant that is not needed.
+    needed = list(relevant)
+    for grant in relevant:
+        without = [g for g in needed if g is not grant]
+        if not _less_strict(decision, _decide(policy, effective, context, tuple(without))):
+            needed = without
+    return dataclasses.replace(decision, applied_grants=tuple(dict.fromkeys(g.id for g in needed)))
+
+
+def grant_instant(policy: Policy, as_of: dt.date | dt.datetime) -> dt.datetime:
+    """Return the instant at which the exceptions are looked at for ``as_of``: itself (a naive datetime taken as
+    UTC), or for a day alone, its start in the policy's time zone."""
+    if isinstance(as_of, dt.datetime):
+        return as_of if as_of.tzinfo is not None else as_of.replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.combine(as_of, dt.time(), tzinfo=zone(policy.timezone)).astimezone(dt.timezone.utc)
+
+
+def _aware(grant: ExceptionGrant) -> ExceptionGrant:
+    """Return ``grant`` with naive bounds taken as UTC (the database may give them so)."""
+    if grant.starts_at.tzinfo is not None and grant.ends_at.tzinfo is not None:
+        return grant
+    utc = dt.timezone.utc
+    return dataclasses.replace(grant, starts_at=grant.starts_at if grant.starts_at.tzinfo else
+                               grant.starts_at.replace(tzinfo=utc),
+                               ends_at=grant.ends_at if grant.ends_at.tzinfo else grant.ends_at.replace(tzinfo=utc))
+
+
+_STRICTNESS = {ALLOW: 0, STEP_UP: 1, DENY: 2}
+
+
+def _less_strict(decision: Decision, other: Decision) -> bool:
+    """Return True when ``decision`` asks less than ``other``: a milder kind, or a step-up missing less."""
+    if _STRICTNESS[decision.kind] != _STRICTNESS[other.kind]:
+        return _STRICTNESS[decision.kind] < _STRICTNESS[other.kind]
+    return decision.kind == STEP_UP and decision.missing < other.missing
+
+
+def _decide(policy: Policy, effective: EffectiveSettings, context: EvaluationContext,
+            grants: tuple[ExceptionGrant, ...]) -> Decision:
+    recognised_anyway: frozenset[str] = frozenset()
+    if grants:
+        relaxed = relax(policy, context.app_class, effective.settings, grants, grant_instant(policy, context.as_of))
+        effective = dataclasses.replace(effective, settings=relaxed.settings)
+        recognised_anyway = relaxed.recognised_anyway
+    check = _Check(policy, effective, context, recognised_anyway)
     check.network()
     check.level()
     check.age()
@@ -77,8 +138,10 @@ def evaluate(policy: Policy, context: EvaluationContext) -> Decision:
 class _Check:
     """The checks of one evaluation; each adds reasons, hard (deny) or soft (step-up)."""
 
-    def __init__(self, policy: Policy, effective: EffectiveSettings, context: EvaluationContext) -> None:
+    def __init__(self, policy: Policy, effective: EffectiveSettings, context: EvaluationContext,
+                 recognised_anyway: frozenset[str] = frozenset()) -> None:
         self.policy = policy
+        self.recognised_anyway = recognised_anyway
         self.effective = effective
         self.settings = effective.settings
         self.context = context
@@ -90,6 +153,11 @@ class _Check:
         self.candidates: tuple[str, ...] = ()
         self.two_factors_counted = False
         self.address = parse_address(context.client_ip)
+
+    def recognised(self, mie_type: MieType) -> bool:
+        """Return True when ``mie_type`` counts that day (its homologation, or an exception says so)."""
+        return (mie_type.name in self.recognised_anyway
+                or self.policy.recognised(mie_type, self.effective.day, self.settings))
 
     def source(self, setting: str) -> str | None:
         return self.effective.sources.get(setting)
@@ -130,7 +198,7 @@ class _Check:
                     f"Le type de MIE « {name} » n'est pas accepté pour la classe « {self.label} » (acceptés : "
                     f"{', '.join(self.settings.allowed_mie_types)}){self.because('allowed_mie_types')}."),
                     self.source("allowed_mie_types"))))
-            elif not self.policy.recognised(mie_type, self.effective.day, self.settings):
+            elif not self.recognised(mie_type):
                 ignored.append((mie_type, Reason("mie_type_not_homologated", (
                     f"Le type de MIE {mie_type.describe()} n'est pas homologué au "
                     f"{self.effective.day:%d/%m/%Y} : il n'est plus accepté{self.because('accept_not_homologated')}."),
@@ -197,7 +265,7 @@ class _Check:
         for name in self.context.available_mie_types:
             mie_type = self.policy.mie_types.get(name)
             if (mie_type is None or name not in self.settings.allowed_mie_types
-                    or not self.policy.recognised(mie_type, self.effective.day, self.settings)
+                    or not self.recognised(mie_type)
                     or acr_rank(mie_type.max_acr) < acr_rank(needed)
                     or (acr_rank(needed) > 0 and mie_type.factors < 2)):
                 continue

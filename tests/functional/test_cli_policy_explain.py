@@ -146,3 +146,41 @@ def test_client_classes_are_the_policy_classes(run, tmp_path):
     result = run("client", "add", "--name", "PACS", "--redirect-uri", URI, "--class", "imagerie", "--json",
                  policy_file=own)
     assert result.exit_code == 0, result.stderr
+
+
+def test_explain_shows_the_exceptions_in_force_and_whether_they_change_the_decision(run, rt, session, tmp_path):
+    from hospiconnect.authorizations import services as exceptions
+    from hospiconnect.db import utcnow
+    from hospiconnect.policies import parse_policy
+
+    text = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
+    marker = "    emergency: true\n  standard:"
+    lenient_text = text.replace(marker, "    emergency: true\n    exceptions_may_lower_factors: true\n  standard:")
+    lenient_file = tmp_path / "lenient.yaml"
+    lenient_file.write_text(lenient_text, encoding="utf-8")
+    person = create_identity(session)
+    give(session, person, "password", "totp")
+    dpi = register(session, rt, name="DPI", sensitivity="health-data")
+    row = exceptions.grant_exception(session, parse_policy(lenient_text, "lenient.yaml"), app_class="health-data",
+                                     identity=person, relaxation={"allow_single_factor": True},
+                                     justification="Téléphone perdu, remplacement en cours",
+                                     ends_at=utcnow() + dt.timedelta(days=3), actor="rssi")
+    session.commit()
+    result = run("policy", "explain", "--identity", person.user_name, "--client", dpi.client_id, "--json",
+                 policy_file=lenient_file)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    password = next(w for w in data["ways"] if w["way"] == "password")
+    assert password["decision"]["kind"] == "allow" and password["exceptions"] == [row.public_id]
+    assert password["without_exceptions"] == "step_up"
+    [shown] = data["exceptions"]
+    assert shown["id"] == row.public_id and shown["changes_decision"] is True and shown["ignored"] == []
+    human = run("policy", "explain", "--identity", person.user_name, "--client", dpi.client_id,
+                policy_file=lenient_file).stdout
+    assert "Dérogations en vigueur pour cette personne et cette classe :" in human
+    assert f"Grâce à la dérogation {row.public_id}" in human and "change la décision" in human
+    # Under the shipped file the floor holds: the exception is shown, and changes nothing.
+    data = explain(run, person, dpi)
+    assert ways(data)["password"] == ("step_up", ["mfa_required"])
+    [shown] = data["exceptions"]
+    assert shown["changes_decision"] is False and shown["ignored"] == ["floor"]

@@ -14,7 +14,6 @@ from werkzeug.serving import make_server
 
 from hospiconnect.apitokens.services import create_token
 from hospiconnect.audit.models import AuditEvent
-from tests.conftest import PG_URL
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 HC = "urn:hospiconnect:scim:schemas:extension:2.0:User"
@@ -112,8 +111,6 @@ def test_provisioning_over_http(rt, server: str, http: requests.Session) -> None
     assert {(e.actor, e.client_ip) for e in journal} == {("api_token:connecteur-rh", "127.0.0.1")}
 
 
-@pytest.mark.postgres
-@pytest.mark.skipif(not PG_URL, reason="needs HOSPICONNECT_TEST_DATABASE_URL (row locks)")
 def test_concurrent_patches_with_one_etag_let_exactly_one_win(rt, session, server: str,  # type: ignore[no-untyped-def]
                                                                http: requests.Session) -> None:
     person = {"schemas": [CORE, HC], "userName": "concurrence", "name": {"familyName": "Roux", "givenName": "Paul"},

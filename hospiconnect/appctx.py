@@ -6,7 +6,10 @@ at teardown: a request never leaves half an operation behind.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app, g
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from hospiconnect.runtime import Runtime
@@ -20,9 +23,24 @@ def runtime() -> Runtime:
     return current_app.extensions[EXTENSION]
 
 
+# The session's identity map holds objects weakly: an object loaded by one function and dropped is read again
+# by the next one that asks for it (the same identity three or four times in one sign-in request). A request's
+# session keeps what it loaded until the request ends.
+_LOADED = "hospiconnect.loaded"
+
+
+@event.listens_for(Session, "loaded_as_persistent")
+def _keep_loaded(session: Session, instance: Any) -> None:
+    kept = session.info.get(_LOADED)
+    if kept is not None:
+        kept.append(instance)
+
+
 def db_session() -> Session:
     if "db_session" not in g:
-        g.db_session = runtime().db.sessionmaker()
+        session = runtime().db.sessionmaker()
+        session.info[_LOADED] = []
+        g.db_session = session
     return g.db_session
 
 

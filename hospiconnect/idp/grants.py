@@ -178,11 +178,7 @@ class IdToken(OpenIDCode):
             refresh: Token = request.refresh_token.row
             session_id, auth_time, acr, nonce = refresh.session_id, refresh.auth_time, refresh.acr, None
             amr = json.loads(refresh.amr_json or "[]")
-        # The grant keeps the session it checked on the request (the session's identity map holds objects
-        # weakly: looking it up again here would read it again).
-        sso = getattr(request, "sso", None)
-        if sso is None or sso.id != session_id:
-            sso = server.db().get(SsoSession, session_id) if session_id else None
+        sso = server.db().get(SsoSession, session_id) if session_id else None
         return oidc.id_token(server.db(), server.keys(), server.settings(), client=client, identity=request.user,
                              scope=token["scope"], auth_time=auth_time, acr=acr, amr=amr,
                              sid=sso.sid if sso else None, nonce=nonce, access_token=token.get("access_token"))
@@ -249,7 +245,6 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             _journal_refusal(server, self.request, "identity_or_session_inactive")
             raise InvalidGrantError("The authorization is no longer valid.")
         self.request.user = user
-        self.request.sso = sso
         scope = row.scope
         grant = tokens.Grant(client_id=row.client_id, identity_id=row.identity_id, session_id=row.session_id,
                              scope=scope, auth_time=row.auth_time, acr=row.acr,
@@ -323,7 +318,6 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             self._reused(row)
             raise InvalidGrantError("Invalid refresh token.")
         self.request.user = user
-        self.request.sso = sso
         scope = self.request.payload.scope or row.scope
         token = server.issue(tokens.grant_of(row), access_scope=scope, with_refresh=True)
         login_session.touch(server.db(), sso, now)

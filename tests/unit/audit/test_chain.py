@@ -93,3 +93,12 @@ def test_nul_characters_from_a_request_are_written_replaced(session):
     [event] = session.scalars(select(AuditEvent)).all()
     assert (event.actor, event.subject, event.client_ip) == ("client:\ufffd", "a\ufffdb", "\ufffd")
     assert service.verify(session).ok
+
+
+def test_a_read_of_the_journal_in_the_recording_transaction_sees_its_events(session):
+    service.record(session, "directory:identity:created", actor="t", subject="x")
+    # Not committed yet: the events are written before the journal is read, in the same transaction.
+    [event] = session.scalars(select(AuditEvent)).all()
+    assert (event.seq, event.subject) == (1, "x")
+    session.rollback()
+    assert session.scalars(select(AuditEvent)).all() == []

@@ -375,6 +375,15 @@ def redeem_emergency_credential(session: Session, keys: InstanceKeys, *, user_na
                         issued_by=officer_public_id or "", classes=classes)
 
 
+def refuse_without_password(session: Session, *, user_name: str, client_ip: str | None) -> NoReturn:
+    """Journal (``authn:emergency:refused``, reason ``password_missing``), commit and raise
+    :class:`InvalidEmergencyCode`: the person has a password and the sign-in did not give it. The credential is
+    left untouched (it was not tried)."""
+    attempted = (user_name or "").strip().lower()[:100] or "anonymous"
+    _refuse(session, tags.AUTHN_EMERGENCY_REFUSED, actor=attempted, subject=None, client_ip=client_ip,
+            details={"reason": "password_missing", "user_name": attempted}, error=InvalidEmergencyCode())
+
+
 # --- Revocation and review ------------------------------------------------------------------------------
 
 

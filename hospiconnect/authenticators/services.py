@@ -329,6 +329,15 @@ def set_password(session: Session, identity: Identity, password: str, *, actor: 
     return mie
 
 
+def has_active_password(session: Session, user_name: str) -> bool:
+    """Return True when ``user_name`` names a person with a password that is not revoked: a sign-in that must
+    not go on without it (an emergency credential stands in for the unavailable MIE, not for the password).
+    An unknown user name gives False."""
+    account = user_name.strip().lower()
+    identity_id = session.scalar(select(Identity.id).where(Identity.user_name == account)) if account else None
+    return identity_id is not None and _password_mie(session, identity_id) is not None
+
+
 def verify_password(session: Session, user_name: str, password: str, *, client_ip: str | None,
                     throttle: Throttle) -> tuple[Identity, Mie]:
     """Check a user name and password; return ``(identity, password MIE)`` on success.

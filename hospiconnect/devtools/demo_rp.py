@@ -76,6 +76,7 @@ AMR_LABELS = {
     "pin": "code PIN ou biométrie vérifiés par l'authentificateur",
     "user": "présence de l'utilisateur constatée par l'authentificateur",
     "mfa": "plusieurs facteurs d'authentification",
+    "emergency": "accès d'urgence (bris de glace) délivré par l'agent d'astreinte",
 }
 
 
@@ -246,7 +247,12 @@ def _explanations(app: DemoApp, result: dict[str, Any]) -> list[str]:
     """Return, in French, what happened during this sign-in."""
     amr = set(result.get("amr") or [])
     lines: list[str] = []
-    if app.sensitivity == "health-data":
+    if "emergency" in amr:
+        # What an application should do with an emergency access: say it, on every page, and restrict.
+        lines.append("ACCÈS D'URGENCE (bris de glace) : connexion par un code à usage unique délivré par l'agent "
+                     "d'astreinte, journalisée et examinée par le RSSI. L'application le signale et peut "
+                     "restreindre les actions possibles.")
+    elif app.sensitivity == "health-data":
         lines.append("Connexion avec deux facteurs : accès aux données de santé autorisé.")
     elif "mfa" in amr:
         lines.append("Un seul facteur suffit pour cette application ; votre session HospiConnect en a "

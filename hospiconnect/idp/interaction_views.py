@@ -38,8 +38,9 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
 
-from hospiconnect import appctx
+from hospiconnect import appctx, policies_runtime
 from hospiconnect.authenticators import amr as amr_values
+from hospiconnect.authenticators import emergency
 from hospiconnect.authenticators import services as mie_services
 from hospiconnect.authenticators import webauthn
 from hospiconnect.authenticators.interfaces import (
@@ -50,9 +51,10 @@ from hospiconnect.authenticators.interfaces import (
     NotEnrolled,
     Throttled,
 )
+from hospiconnect.db import utcnow
 from hospiconnect.directory.models import ONLY_IDENTITY, Identity
 from hospiconnect.errors import HospiConnectError
-from hospiconnect.idp import checks, interactions, login_session
+from hospiconnect.idp import checks, interactions, login_session, policy_gate
 from hospiconnect.idp.models import Interaction, SsoSession
 from hospiconnect.ratelimit import Throttle, make_throttle
 
@@ -234,8 +236,19 @@ def _render(step: Step, *, status: int | None = None, template: str | None = Non
         values["username"] = _prefill(step, force_login)
     return Response(render_template(
         template, step=step, view=step.view, messages=_messages(step), errors=errors or {}, alert=alert,
-        invalid=set(invalid) | set(errors or {}), values=values,
+        invalid=set(invalid) | set(errors or {}), values=values, emergency_offered=_emergency_offered(step),
     ), status=status)
+
+
+def _emergency_offered(step: Step) -> bool:
+    """Whether the page offers emergency access: the client's class allows it today (for a population, a
+    rule may still say no at the time of use)."""
+    app_class = step.view.app_class
+    policy = policies_runtime.current_policy()
+    if app_class is None or app_class not in policy.classes:
+        return False
+    population = step.identity.contract_type if step.identity is not None else None
+    return policy.effective(app_class, utcnow(), population).settings.emergency
 
 
 def _expired(exc: HospiConnectError) -> Response:
@@ -279,10 +292,18 @@ def _advance(step: Step) -> tuple[str, str | None]:
     """
     session = appctx.db_session()
     interaction = step.interaction
+    rt = appctx.runtime()
+    if (interactions.needs_second_factor(interaction) and interaction.identity_id is not None
+            and step.identity is not None):
+        # Planned before anyone was known: the person's exceptions (dérogations) may let this factor through.
+        waived_by = policy_gate.login_suffices(session, policies_runtime.current_policy(), step.view.app_class,
+                                               step.identity, interaction.factors, client_ip=appctx.client_ip(),
+                                               now=utcnow())
+        if waived_by:
+            interactions.waive_second_factor(session, interaction, waived_by, client_ip=appctx.client_ip())
     if interactions.needs_second_factor(interaction):
         session.commit()
         return url_for(".show", interaction_id=interaction.id), None
-    rt = appctx.runtime()
     _sso, cookie = interactions.complete(session, interaction, client_ip=appctx.client_ip(),
                                          user_agent=request.user_agent.string, existing_sso=step.sso,
                                          keys=rt.keys, settings=rt.settings)
@@ -474,6 +495,79 @@ def recovery(interaction_id: str) -> Response:
         return _expired(exc)
     _recall(_PROOFS, interaction_id, forget=True)
     return _see_other(SELF_SERVICE_PATH, cookie)
+
+
+@bp.route("/connexion/<interaction_id>/urgence", methods=["GET", "POST"])
+def emergency_access(interaction_id: str) -> Response:
+    """Emergency access (bris de glace): the one-time code an on-duty officer issued, with the password.
+
+    The password is required when the person has one (the code is then the second element, never a second
+    factor); the session opened is one factor, ``amr`` ``emergency``, capped at the credential's expiry. A
+    success answers with a page (200) that says so — no emergency access is silent — and leads on to the
+    application. Every failure gets one message, whatever was wrong.
+    """
+    try:
+        step = _load(interaction_id, force_login=True)
+    except (interactions.InteractionNotFound, interactions.InteractionExpired) as exc:
+        return _expired(exc)
+    if step.interaction.completed_at is not None:
+        return _see_other(interactions.resume_url(step.interaction))
+    page = "login/emergency.html"
+    if request.method == "GET":
+        return _render(step, template=page, force_login=True, values={"username": step.view.login_hint or ""})
+    username = " ".join(_field("username").split())[:_MAX_FIELD]
+    secret = _field("password")
+    typed_code = _field("emergency_code")[:_MAX_FIELD]
+    values = {"username": username}
+    errors: dict[str, str] = {}
+    if not username:
+        errors["username"] = _("Saisissez votre identifiant.")
+    if not typed_code.strip():
+        errors["emergency_code"] = _("Saisissez le code d'accès d'urgence qui vous a été communiqué.")
+    if errors:
+        return _render(step, status=400, template=page, errors=errors, values=values, force_login=True)
+    session = appctx.db_session()
+    rt = appctx.runtime()
+    wrong = _("Identifiant, mot de passe ou code d'accès d'urgence incorrect.")
+    fields = ("username", "password", "emergency_code")
+    try:
+        if secret:
+            mie_services.verify_password(session, username, secret, client_ip=appctx.client_ip(),
+                                         throttle=_throttle())
+        elif mie_services.has_active_password(session, username):
+            emergency.refuse_without_password(session, user_name=username, client_ip=appctx.client_ip())
+        use = emergency.redeem_emergency_credential(
+            session, rt.keys, user_name=username, code=typed_code, client_ip=appctx.client_ip(),
+            throttle=_throttle(), policy=policies_runtime.current_policy(), with_password=bool(secret))
+    except Throttled as exc:
+        response = _render(step, status=429, template=page, alert=_too_many(exc), invalid=fields, values=values,
+                           force_login=True)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except (emergency.EmergencyNetworkRefused, emergency.EmergencyNotAllowed) as exc:
+        return _render(step, status=403, template=page, alert=exc.message, invalid=("emergency_code",),
+                       values=values, force_login=True)
+    except (InvalidCredentials, emergency.InvalidEmergencyCode):
+        session.rollback()
+        return _render(step, status=401, template=page, alert=wrong, invalid=fields, values=values,
+                       force_login=True)
+    try:
+        _sso, cookie = interactions.complete_emergency(
+            session, step.interaction, use, client_ip=appctx.client_ip(), user_agent=request.user_agent.string,
+            existing_sso=step.sso, keys=rt.keys, settings=rt.settings)
+        session.commit()
+    except (interactions.InteractionExpired, interactions.LoginRefused) as exc:
+        session.rollback()
+        return _expired(exc if isinstance(exc, interactions.InteractionExpired)
+                        else interactions.InteractionExpired())
+    _recall(_PROOFS, interaction_id, forget=True)
+    _recall(_CEREMONIES, interaction_id, forget=True)
+    identity = session.get(Identity, use.identity_id, options=ONLY_IDENTITY)
+    response = Response(render_template("login/emergency_done.html", view=step.view, identity=identity,
+                                        until=use.session_until, selector=use.credential_id,
+                                        next_url=interactions.resume_url(step.interaction)))
+    login_session.set_cookie(response, rt.settings, cookie)
+    return response
 
 
 # --- WebAuthn (JSON, called by static/webauthn-login.js) -----------------------------------------------

@@ -12,7 +12,9 @@ run again with what was done here:
 3. :func:`record_second_factor` — a second factor, after :func:`record_login` or on top of the person's
    existing session (step-up);
 4. :func:`complete` — opens or raises the SSO session with this interaction's factors and returns the
-   cookie value to set; the interaction is then ready to resume.
+   cookie value to set; the interaction is then ready to resume;
+5. or, instead of 2–4, :func:`complete_emergency` — the person used an emergency credential (bris de glace):
+   a session of its own, one factor, capped at the credential's expiry.
 
 :func:`describe` gathers what a page shows (client name, French explanations of the reasons, the
 identifier to pre-fill, whether a second factor is needed) and :func:`content_security_policy` the header
@@ -34,6 +36,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from hospiconnect.audit import service as audit
 from hospiconnect.audit import tags
+from hospiconnect.authenticators.emergency import EmergencyUse
 from hospiconnect.crypto import InstanceKeys
 from hospiconnect.db import utcnow
 from hospiconnect.directory.models import ONLY_IDENTITY, Identity
@@ -44,6 +47,9 @@ from hospiconnect.settings import Settings
 
 #: RFC 8176 values an authenticator may report.
 KNOWN_AMR: frozenset[str] = frozenset({"pwd", "otp", "hwk", "swk", "pin", "user", "fpt", "face", "mfa"})
+#: Not an RFC 8176 value: the mark of an authentication with an emergency credential (bris de glace), which
+#: relying parties see in ``amr`` (hospiconnect.authenticators.emergency).
+EMERGENCY_AMR = "emergency"
 #: The class whose pages speak of health data and of the RIE's deadline (the client's class otherwise only
 #: matters to the access policy).
 HEALTH_DATA_CLASS = "health-data"
@@ -133,6 +139,8 @@ class InteractionView:
     resume_url: str
     #: Why the access policy asks for more (French), when it does.
     policy_messages: tuple[str, ...] = ()
+    #: The client's class in the access policy.
+    app_class: str | None = None
 
 
 # --- creation and lookup ------------------------------------------------------------------------------
@@ -230,6 +238,23 @@ def needs_second_factor(interaction: Interaction) -> bool:
     return bool(_meta(interaction).get("needs_mfa")) and "mfa" not in interaction.factors
 
 
+def waive_second_factor(session: Session, interaction: Interaction, exception_ids: Iterable[str], *,
+                        client_ip: str | None = None) -> None:
+    """Record that the person who signed in needs no second factor after all: exceptions (dérogations) in force
+    for them let the first factor through (:func:`hospiconnect.idp.policy_gate.login_suffices`). The decision at
+    resumption judges again and records their use. Journals ``authn:interaction:second_factor_waived``."""
+    meta = _meta(interaction)
+    ids = sorted(set(exception_ids))
+    meta["needs_mfa"] = False
+    meta["waived_by"] = ids
+    interaction.request_json = json.dumps(meta, separators=(",", ":"))
+    session.flush()
+    public_id = login_session.public_id_of(session, interaction.identity_id) if interaction.identity_id else None
+    audit.record(session, tags.AUTHN_INTERACTION_MFA_WAIVED, actor=public_id or f"client:{interaction.client_id}",
+                 subject=public_id, client_ip=client_ip, outcome="info",
+                 details={"client_id": interaction.client_id, "exceptions": ids, "amr": interaction.factors})
+
+
 def step_up_types(interaction: Interaction) -> frozenset[str] | None:
     """Return the MIE types the second-factor page may offer to the person of the interaction, or None
     when any of theirs will do. A restriction computed for one person does not bind another who signs in
@@ -279,6 +304,7 @@ def describe(session: Session, interaction: Interaction) -> InteractionView:
         needs_second_factor=needs_second_factor(interaction),
         lacks_second_factor=facts is not None and not facts.has_second_factor,
         resume_url=resume_url(interaction), policy_messages=policy_messages(interaction),
+        app_class=client.sensitivity if client else None,
     )
 
 
@@ -419,6 +445,54 @@ def complete(session: Session, interaction: Interaction, *, client_ip: str | Non
                  subject=identity.public_id, client_ip=client_ip,
                  details={"client_id": interaction.client_id, "amr": sorted(set(amr)), "acr": acr,
                           "sid": sso.sid})
+    return sso, cookie
+
+
+def complete_emergency(session: Session, interaction: Interaction, use: EmergencyUse, *, client_ip: str | None,
+                       user_agent: str | None, existing_sso: SsoSession | None, keys: InstanceKeys | None = None,
+                       settings: Settings | None = None, now: dt.datetime | None = None) -> tuple[SsoSession, str]:
+    """Finish the interaction with an emergency credential just spent
+    (:func:`hospiconnect.authenticators.emergency.redeem_emergency_credential`); return ``(session, cookie)``.
+
+    The person of ``use`` becomes the interaction's, with the credential's ``amr`` (``emergency``, and ``pwd``
+    when the password was checked) and nothing else: whatever the interaction or the browser had proven before
+    is dropped. The browser's live session, whoever it belongs to, is ended (reason ``emergency_sign_in``) and a
+    new one opened at ``acr`` ``eidas1`` that cannot outlive the credential (``use.session_until``) — an
+    emergency session never inherits an earlier session's second factor. Journals ``authn:interaction:login``
+    and ``authn:interaction:completed`` (with the credential). Raises :class:`InteractionExpired` (one
+    conditional UPDATE decides), :class:`LoginRefused` for an identity that is no longer active.
+    """
+    keys, settings = login_session.resolve_runtime(keys, settings)
+    now = now or utcnow()
+    values = sorted(set(use.amr))
+    if EMERGENCY_AMR not in values or "mfa" in values:
+        raise ValueError(f"not an emergency authentication: {values!r}")
+    _usable(session, interaction, now)
+    identity = session.get(Identity, use.identity_id, options=ONLY_IDENTITY)
+    if identity is None or not identity.is_active:
+        raise LoginRefused()
+    done = session.execute(
+        update(Interaction).where(Interaction.id == interaction.id, Interaction.completed_at.is_(None),
+                                  Interaction.consumed_at.is_(None), Interaction.expires_at > now)
+        .values(completed_at=now, identity_id=identity.id, factors_json=json.dumps(values))
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not done:
+        raise InteractionExpired("Cette demande de connexion est déjà terminée. Retournez à l'application.")
+    for name, value in (("completed_at", now), ("identity_id", identity.id), ("factors_json", json.dumps(values))):
+        set_committed_value(interaction, name, value)
+    audit.record(session, tags.AUTHN_INTERACTION_LOGIN, actor=identity.public_id, subject=identity.public_id,
+                 client_ip=client_ip, details={"client_id": interaction.client_id, "amr": values,
+                                               "emergency_credential": use.credential_id})
+    if existing_sso is not None and existing_sso.ended_at is None:
+        login_session.end(session, existing_sso, reason="emergency_sign_in", keys=keys, settings=settings, now=now)
+    sso, cookie = login_session.open(session, keys, settings, identity_id=identity.id, amr=values, acr=use.acr,
+                                     mfa=False, existing=None, client_ip=client_ip, user_agent=user_agent, now=now,
+                                     until=use.session_until)
+    audit.record(session, tags.AUTHN_INTERACTION_COMPLETED, actor=identity.public_id, subject=identity.public_id,
+                 client_ip=client_ip, details={"client_id": interaction.client_id, "amr": values, "acr": use.acr,
+                                               "sid": sso.sid, "emergency_credential": use.credential_id,
+                                               "session_until": sso.expires_at.isoformat()})
     return sso, cookie
 
 

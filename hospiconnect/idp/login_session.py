@@ -84,7 +84,8 @@ def public_id_of(session: Session, identity_id: int) -> str:
 
 def open(session: Session, keys: InstanceKeys, settings: Settings, *, identity_id: int, amr: Iterable[str],
          acr: str, mfa: bool, existing: SsoSession | None, client_ip: str | None, user_agent: str | None,
-         now: dt.datetime | None = None, recovery_only: bool = False) -> tuple[SsoSession, str]:
+         now: dt.datetime | None = None, recovery_only: bool = False,
+         until: dt.datetime | None = None) -> tuple[SsoSession, str]:
     """Open or renew the SSO session after an authentication; return ``(session row, cookie value)``.
 
     The cookie value is always new. With ``existing`` alive and of the same person, the row is kept (same
@@ -93,11 +94,14 @@ def open(session: Session, keys: InstanceKeys, settings: Settings, *, identity_i
     (reason ``other_person``) and a new one created. Journals ``authn:session:opened``, ``…:renewed`` or
     ``…:raised`` (a second factor added to the session). ``recovery_only``: the person got in with a
     recovery code, the session is for the self-service page only (any later authentication clears it).
+    ``until``: the session may not outlive this moment (an emergency credential's expiry).
     """
     now = now or utcnow()
     value = secrets.token_urlsafe(32)
     amr = sorted(set(amr))
     expires_at = now + dt.timedelta(hours=settings.session_absolute_hours)
+    if until is not None:
+        expires_at = min(expires_at, until)
     agent = (user_agent or "")[:300] or None
     public_id = public_id_of(session, identity_id)
     if existing is not None and existing.ended_at is None and existing.identity_id == identity_id:

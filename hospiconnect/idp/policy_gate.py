@@ -30,6 +30,8 @@ refuse then, and whether the sign-in must ask for a second factor comes from the
 (``Decision.applied_grants``). When such a decision lets the authorization through to a code, each of them is
 recorded (:func:`hospiconnect.authorizations.services.record_use`, journaled ``authz:policy_exception:used``); one
 revoked or ended meanwhile is left out and the policy asked again. Their ids are in ``authz:policy:decided``.
+A fresh sign-in asks :func:`login_suffices` after the first factor: an exception that lets one factor through
+spares the person the second-factor step the page had planned.
 """
 
 from __future__ import annotations
@@ -251,6 +253,27 @@ def assess(session: Session, policy: Policy, client: Client, sso: SsoSession | N
         if ended is None:
             return result
         grants = tuple(g for g in grants if g.id != ended)
+
+
+def login_suffices(session: Session, policy: Policy, app_class: str | None, identity: Identity, amr: Iterable[str],
+                   *, client_ip: str | None, now: dt.datetime) -> tuple[str, ...] | None:
+    """Return the ids of the exceptions (dérogations) that let ``identity`` into ``app_class`` with the factors
+    ``amr`` just proven, or None when a second factor is still needed.
+
+    Asked after the first factor of a fresh sign-in: the sign-in page decided that a second factor would be
+    needed before anyone was known (:func:`assess` without a person). Nothing is recorded here; the decision at
+    the resumption of the authorization records the use of the exceptions (:func:`assess`, ``issuing``).
+    """
+    if app_class is None or app_class not in policy.classes:
+        return None
+    grants = tuple(exceptions.active_exceptions_for(session, identity, app_class, now))
+    if not grants:
+        return None
+    values = frozenset(amr)
+    context = EvaluationContext(as_of=now, app_class=app_class, acr=factors_acr(values), amr=values, auth_time=now,
+                                population=identity.contract_type, client_ip=client_ip, grants=grants)
+    decision = evaluate(policy, context)
+    return decision.applied_grants if decision.allowed and decision.applied_grants else None
 
 
 def outcome_of(result: GateResult) -> str:

@@ -35,6 +35,8 @@ REASON_CODES: dict[str, str] = {
     "no_usable_mie": "the person holds no MIE that would satisfy the class: no step-up is possible",
     "auth_too_old": "the authentication is older than the class accepts",
     "single_factor_tolerated": "information: one factor accepted under the network tolerance of a rule",
+    "emergency_access": "information: an emergency credential let the person in, the class allows it that day",
+    "emergency_not_allowed": "an emergency credential was used and the class does not allow emergency access",
     # compliance
     "no_mie": "the person has no MIE",
     "mie_not_active": "the MIE is not active on that day",

@@ -163,7 +163,7 @@ class ClassSettings:
     * ``single_factor_networks``: where one factor (``eidas1``) is tolerated even though ``min_acr`` is higher
       (the RIE transition measure for the establishment's own network, until 1 January 2026);
     * ``accept_not_homologated``: whether a not-homologated MIE type still counts;
-    * ``emergency``: whether emergency access ("bris de glace") may be granted (used later).
+    * ``emergency``: whether an emergency credential ("bris de glace") lets a person into the class.
     """
 
     min_acr: str

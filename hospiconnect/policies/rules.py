@@ -13,6 +13,11 @@ the class's settings in force that day for the person's population (:meth:`Polic
    a step-up is offered only when the person holds an MIE that would reach it (``available_mie_types``);
 4. **age** — ``auth_time`` must be within ``max_auth_age`` (a fresh sign-in is a step-up).
 
+**Emergency access (bris de glace).** An authentication whose ``amr`` holds ``emergency`` (a one-time emergency
+credential, :data:`EMERGENCY_AMR`) replaces the level check: the class lets it in only when its ``emergency``
+setting holds that day for the person's population (``emergency_access``, information), and refuses it otherwise
+(``emergency_not_allowed``); the network and age checks still apply, and no exception widens it.
+
 **Exceptions (dérogations).** The ``grants`` of the context are applied to the settings of the day by
 :func:`hospiconnect.policies.relaxations.relax` before the checks (the two-factor floor is checked again there);
 the MIE types it makes count whatever their homologation count so. :attr:`Decision.applied_grants` names a
@@ -64,6 +69,9 @@ from hospiconnect.policies.relaxations import ExceptionGrant, relax
 #: Statuses of MIE types issued by the establishment itself: only these depend on the establishment's identity
 #: check (the ANS and eIDAS substantial schemes check identity before issuing).
 LOCAL_STATUSES = (STATUS_HOMOLOGATED, STATUS_NOT_HOMOLOGATED)
+
+#: The ``amr`` value of an authentication with an emergency credential (hospiconnect.authenticators.emergency).
+EMERGENCY_AMR = "emergency"
 
 
 def evaluate(policy: Policy, context: EvaluationContext) -> Decision:
@@ -130,7 +138,10 @@ def _decide(policy: Policy, effective: EffectiveSettings, context: EvaluationCon
         recognised_anyway = relaxed.recognised_anyway
     check = _Check(policy, effective, context, recognised_anyway)
     check.network()
-    check.level()
+    if EMERGENCY_AMR in context.amr:
+        check.emergency()
+    else:
+        check.level()
     check.age()
     return check.decision()
 
@@ -258,6 +269,19 @@ class _Check:
         self.candidates = self.step_up_types(needed)
         if not self.candidates:
             self.no_step_up()
+
+    def emergency(self) -> None:
+        """An authentication with an emergency credential: only a class that allows emergency access that day
+        lets it in, whatever its level (the credential is one factor and says so); no step-up is offered."""
+        if self.settings.emergency:
+            self.info.append(Reason("emergency_access", (
+                f"Accès d'urgence (bris de glace) : la classe « {self.label} » l'autorise"
+                f"{self.because('emergency')} ; cet accès est journalisé et sera examiné."),
+                self.source("emergency"), blocking=False))
+            return
+        self.hard.append(Reason("emergency_not_allowed", (
+            f"La classe « {self.label} » n'autorise pas l'accès d'urgence (bris de glace)"
+            f"{self.because('emergency')} : identifiez-vous avec vos moyens habituels."), self.source("emergency")))
 
     def step_up_types(self, needed: str) -> tuple[str, ...]:
         """Return the person's MIE types that would reach ``needed`` for this class, highest level first."""

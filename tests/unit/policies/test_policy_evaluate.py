@@ -234,6 +234,8 @@ _classes = st.sampled_from(["health-data", "standard", "administration", "billin
 _days = st.dates(min_value=dt.date(2024, 1, 1), max_value=dt.date(2029, 12, 31))
 _instants = st.datetimes(min_value=dt.datetime(2024, 1, 1), max_value=dt.datetime(2029, 12, 31), timezones=st.just(UTC))
 _amr = st.frozensets(st.sampled_from(["pwd", "otp", "hwk", "pin", "user", "mfa", "emergency", "swk", ""]))
+# What "more" may add: factors. ``emergency`` is no factor but the mark of an emergency credential, judged apart.
+_more_amr = st.frozensets(st.sampled_from(["pwd", "otp", "hwk", "pin", "user", "mfa", "swk", ""]))
 _types = st.frozensets(st.sampled_from(["password", "totp", "webauthn", "cps", "e-cps", "sms", ""]))
 _ips = st.one_of(st.none(), st.sampled_from([INTERNAL_IP, EXTERNAL_IP, "::1", "fd00::5", "garbage", ""]),
                  st.ip_addresses().map(str))
@@ -270,7 +272,7 @@ _ORDER = ["eidas1", "eidas2", "eidas3"]
 
 
 @settings(max_examples=400)  # about one context in ten is allowed: enough of them must be tried
-@given(contexts(), st.sampled_from(_ORDER), _amr, _types)
+@given(contexts(), st.sampled_from(_ORDER), _more_amr, _types)
 def test_bringing_more_never_turns_an_allowed_access_into_a_refusal(context, acr, more_amr, more_types):
     if not evaluate(SHIPPED, context).allowed:
         return
@@ -282,3 +284,67 @@ def test_bringing_more_never_turns_an_allowed_access_into_a_refusal(context, acr
         amr=context.amr | more_amr, mie_types=context.used_mie_types | more_types,
         available_mie_types=context.available_mie_types)
     assert evaluate(SHIPPED, stronger).allowed
+
+
+# -- emergency access (bris de glace) ---------------------------------------------------------------------------
+
+EMERGENCY = frozenset({"emergency", "pwd"})
+
+
+@pytest.mark.parametrize("day,app_class,ip,population,age,kind,code", [
+    # the shipped policy lets an emergency credential into health data only, before and after the RIE date
+    ("2025-12-30", "health-data", INTERNAL_IP, None, H, "allow", "emergency_access"),
+    ("2026-06-01", "health-data", INTERNAL_IP, None, H, "allow", "emergency_access"),
+    ("2026-06-01", "health-data", EXTERNAL_IP, "interim", H, "allow", "emergency_access"),
+    ("2026-06-01", "standard", INTERNAL_IP, None, H, "deny", "emergency_not_allowed"),
+    ("2026-06-01", "administration", INTERNAL_IP, None, H, "deny", "emergency_not_allowed"),
+    # the network and the age of the authentication still count
+    ("2026-06-01", "administration", EXTERNAL_IP, None, H, "deny", "network_refused"),
+    ("2026-06-01", "health-data", INTERNAL_IP, None, 13 * H, "step_up", "auth_too_old"),
+])
+def test_an_emergency_credential_opens_only_the_classes_that_allow_it(day, app_class, ip, population, age, kind,
+                                                                      code):
+    decision = evaluate(SHIPPED, ctx(at(day), app_class, "password", ip, population, age, amr=EMERGENCY,
+                                     acr="eidas1"))
+    assert decision.kind == kind, describe_decision(decision)
+    assert code in decision.codes
+    # never a step-up to a second factor: the credential replaces the usual means, it does not start a sign-in
+    assert "mfa" not in decision.missing and not decision.candidates
+
+
+def test_emergency_access_follows_the_dated_rules_and_the_population():
+    p = policy(base="", extra="""\
+        version: 1
+        mie_types:
+          password: {status: not_homologated, factors: 1}
+          totp: {status: homologated, factors: 2, decision_date: 2025-03-01, decision_reference: "DEC-1"}
+        classes:
+          health-data:
+            min_acr: eidas2
+            allowed_mie_types: [password, totp]
+            emergency: true
+        populations:
+          contractor: {label: Prestataires}
+        rules:
+          - id: fin-urgence
+            description: Plus d'accès d'urgence
+            from: 2026-07-01
+            applies_to: {class: health-data}
+            set: {emergency: false}
+          - id: pas-prestataires
+            description: Pas d'accès d'urgence pour les prestataires
+            applies_to: {population: contractor, class: health-data}
+            set: {emergency: false}
+        """)
+    emergency = dict(amr=EMERGENCY, acr="eidas1")
+    assert evaluate(p, ctx(at("2026-06-30"), auth="password", **emergency)).allowed
+    late = evaluate(p, ctx(at("2026-07-01"), auth="password", **emergency))
+    assert late.kind == "deny" and "emergency_not_allowed" in late.codes and "fin-urgence" in late.reasons[0].message
+    contractor = evaluate(p, ctx(at("2026-06-30"), auth="password", population="contractor", **emergency))
+    assert contractor.kind == "deny" and "emergency_not_allowed" in contractor.codes
+
+
+def test_a_class_that_allows_emergency_access_still_judges_normal_sign_ins_as_usual():
+    decision = evaluate(SHIPPED, ctx(at("2026-06-01"), "health-data", "password"))
+    assert decision.kind == "step_up" and decision.missing == {"mfa"}
+    assert "emergency_access" not in decision.codes

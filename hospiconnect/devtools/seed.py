@@ -8,9 +8,10 @@ The data are the same at every run (one seeded random generator); only dates fol
 With the settings at hand, the seed also prepares what ``hospiconnect demo`` shows in a browser: two
 demo relying parties (« DPI (démo) », class health-data, and « Intranet (démo) », class standard, served
 by :mod:`hospiconnect.devtools.demo_rp`) whose client secrets are kept in ``demo-clients.json`` in the
-instance folder, and five demo accounts with a known password — four of them with an authenticator
-application (TOTP) whose seed :func:`demo_credentials` reads back for the start-up banner, one of them a
-registration officer (role ``enrollment_officer``) who can open the enrollment desk (/guichet).
+instance folder, and seven demo accounts with a known password — six of them with an authenticator
+application (TOTP) whose seed :func:`demo_credentials` reads back for the start-up banner, among them a
+registration officer (role ``enrollment_officer``) who can open the enrollment desk (/guichet), an RSSI
+(role ``rssi``, /securite) and an on-call officer (role ``emergency_officer``, /bris-de-glace).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 from hospiconnect.apitokens import services as token_services
 from hospiconnect.apitokens.models import ApiToken
 from hospiconnect.audit import service as audit
+from hospiconnect.authenticators import emergency
 from hospiconnect.authenticators import services as mie_services
 from hospiconnect.authenticators import totp
 from hospiconnect.authenticators.interfaces import PasswordRejected
@@ -413,6 +415,9 @@ class DemoAccountSpec:
 
 #: The directory role that opens the enrollment desk (/guichet).
 OFFICER_ROLE = "enrollment_officer"
+#: The directory roles that open the RSSI's pages (/securite) and the emergency access desk (/bris-de-glace).
+RSSI_ROLE = "rssi"
+EMERGENCY_OFFICER_ROLE = emergency.OFFICER_ROLE
 
 DEMO_ACCOUNTS: tuple[DemoAccountSpec, ...] = (
     DemoAccountSpec("medecin", "Médecin (avec RPPS)", True, True),
@@ -420,6 +425,9 @@ DEMO_ACCOUNTS: tuple[DemoAccountSpec, ...] = (
     DemoAccountSpec("aide_soignant", "Aide-soignant ou aide-soignante (sans RPPS)", False, True),
     DemoAccountSpec("administratif", "Agent administratif (mot de passe seul)", False, False),
     DemoAccountSpec(OFFICER_ROLE, "Agent d'enrôlement (guichet, sans RPPS)", False, True,
+                    drawn_from="administratif"),
+    DemoAccountSpec(RSSI_ROLE, "Responsable de la sécurité (RSSI)", False, True, drawn_from="administratif"),
+    DemoAccountSpec(EMERGENCY_OFFICER_ROLE, "Agent d'astreinte (accès d'urgence)", False, True,
                     drawn_from="administratif"),
 )
 
@@ -651,6 +659,12 @@ def demo_credentials(session: Session, keys: InstanceKeys, *, settings: Settings
     return found
 
 
+#: The pages a demo account's role opens, as the banner names them.
+_DESKS = {OFFICER_ROLE: ("le guichet d'enrôlement", "/guichet"),
+          RSSI_ROLE: ("les pages de sécurité (revue des accès d'urgence, dérogations)", "/securite"),
+          EMERGENCY_OFFICER_ROLE: ("l'accès d'urgence (bris de glace)", "/bris-de-glace")}
+
+
 def credentials_banner(accounts: list[DemoAccount], settings: Settings) -> list[str]:
     """Return the French lines that ``hospiconnect demo`` prints about the demo accounts and apps."""
     base = settings.issuer.rstrip("/")
@@ -666,9 +680,10 @@ def credentials_banner(accounts: list[DemoAccount], settings: Settings) -> list[
             lines.append(f"      {account.otpauth_uri}")
         else:
             lines.append("      pas de second facteur : le DPI (démo) lui refusera l'accès")
-        if account.role == OFFICER_ROLE:
-            lines.append(f"      ouvre le guichet d'enrôlement {base}/guichet une fois connecté(e) avec deux "
-                         "facteurs (par exemple au DPI (démo))")
+        if account.role in _DESKS:
+            name, path = _DESKS[account.role]
+            lines.append(f"      ouvre {name} {base}{path} une fois connecté(e) avec deux facteurs (par exemple au "
+                         "DPI (démo))")
     lines.append("Applications de démonstration :")
     for app in DEMO_APPS:
         need = "deux facteurs exigés" if app.sensitivity == "health-data" else "un facteur suffit"

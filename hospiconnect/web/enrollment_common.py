@@ -1,6 +1,7 @@
 """What the enrollment desk (:mod:`hospiconnect.web.enrollment_desk`) and its JSON API
 (:mod:`hospiconnect.web.enrollment_api`) share: who may use them, how their input is read and cleaned, and
-the address printed on an activation sheet. One place, so that the two doors cannot drift apart.
+the address printed on an activation sheet. One place, so that the two doors cannot drift apart. The security
+pages (:mod:`hospiconnect.web.security_pages`) use the same access rule with their own roles.
 """
 
 from __future__ import annotations
@@ -8,8 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from typing import Sequence
 from zoneinfo import ZoneInfo
 
+from hospiconnect.authenticators.emergency import EMERGENCY_AMR
 from hospiconnect.directory.models import Identity
 
 OFFICER_ROLE = "enrollment_officer"
@@ -30,11 +33,20 @@ def officer_actor(identity: Identity) -> str:
 
 
 def access_denial(*, has_session: bool, roles: list[str], mfa_time: dt.datetime | None, recovery_only: bool,
-                  now: dt.datetime, recent_minutes: int) -> str | None:
-    """Return why the desk is refused (``no_session``, ``not_officer``, ``mfa_not_recent``), or None."""
+                  now: dt.datetime, recent_minutes: int, role: str = OFFICER_ROLE,
+                  amr: Sequence[str] = ()) -> str | None:
+    """Return why a page for the directory role ``role`` is refused, or None.
+
+    Reasons: ``no_session``, ``emergency_session`` (``amr`` has ``emergency``: a session opened with an emergency
+    credential is one factor handed over by phone, it never administers anything, whatever its ``mfa_time`` kept
+    from an earlier sign-in), ``not_officer`` (``role`` missing; the enrollment desk's role by default),
+    ``mfa_not_recent`` (no second factor within ``recent_minutes``, or a recovery-code session).
+    """
     if not has_session:
         return "no_session"
-    if OFFICER_ROLE not in roles:
+    if EMERGENCY_AMR in amr:
+        return "emergency_session"
+    if role not in roles:
         return "not_officer"
     # A recovery-code session proves no second factor: it may not enroll anyone.
     if recovery_only or mfa_time is None or now - mfa_time > dt.timedelta(minutes=recent_minutes):

@@ -98,7 +98,8 @@ def _load_officer() -> tuple[str, int] | None:
                            roles=identity.role_names if identity is not None else [],
                            mfa_time=sso.mfa_time if sso is not None else None,
                            recovery_only=bool(sso.recovery_only) if sso is not None else False,
-                           now=utcnow(), recent_minutes=rt.settings.recent_mfa_minutes)
+                           now=utcnow(), recent_minutes=rt.settings.recent_mfa_minutes,
+                           amr=sso.amr if sso is not None else ())
     if reason is not None:
         return render_template("desk/denied.html", reason=reason,
                                minutes=rt.settings.recent_mfa_minutes), 401 if reason == "no_session" else 403

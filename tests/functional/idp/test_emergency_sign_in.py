@@ -287,3 +287,15 @@ def test_an_exception_for_someone_else_spares_nothing(exception_app, rt, session
     assert response.headers["Location"] == f"/connexion/{interaction_id}"
     assert journal(rt, tags.AUTHN_INTERACTION_MFA_WAIVED) == []
 
+
+
+def test_an_emergency_session_opens_no_officer_page(web, rt, session, health_rp, officer):
+    # Even a registration officer, an on-duty officer or an RSSI signed in by emergency access is refused.
+    agent = _with_password(session, rt, create_identity(session, roles="enrollment_officer,rssi,emergency_officer"))
+    _, code = issue(session, rt, agent, officer)
+    _, interaction_id = start(web, health_rp)
+    assert use_code(web, interaction_id, agent.user_name, code).status_code == 200
+    for path in ("/guichet", "/securite", "/securite/acces-urgence", "/bris-de-glace"):
+        response = web.get(path)
+        assert response.status_code == 403, path
+        assert "accès d'urgence" in unescape(html_of(response)), path

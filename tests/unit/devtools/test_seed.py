@@ -184,16 +184,18 @@ def test_lost_secret_file_or_new_port_fix_the_clients_without_duplicates(rt, ses
     assert session.scalar(select(func.count(Client.id))) == 2
 
 
-def test_demo_accounts_have_the_password_and_four_of_them_a_totp_seed(rt, session, demo_settings):
+def test_demo_accounts_have_the_password_and_six_of_them_a_totp_seed(rt, session, demo_settings):
     summary = seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings)
     session.commit()
-    assert "5 compte(s) de démonstration et 4 application(s) d'authentification préparés" in summary
+    assert "7 compte(s) de démonstration et 6 application(s) d'authentification préparés" in summary
     accounts = demo_credentials(session, rt.keys, settings=demo_settings)
-    assert [a.role for a in accounts] == ["medecin", "ide", "aide_soignant", "administratif", "enrollment_officer"]
+    assert [a.role for a in accounts] == ["medecin", "ide", "aide_soignant", "administratif", "enrollment_officer",
+                                          "rssi", "emergency_officer"]
     by_role = {a.role: a for a in accounts}
     assert by_role["medecin"].rpps and by_role["ide"].rpps
     assert by_role["aide_soignant"].rpps is None and by_role["administratif"].rpps is None
-    assert by_role["enrollment_officer"].rpps is None and by_role["enrollment_officer"].totp_seed
+    for role in ("enrollment_officer", "rssi", "emergency_officer"):
+        assert by_role[role].rpps is None and by_role[role].totp_seed
     assert by_role["administratif"].totp_seed is None and by_role["administratif"].otpauth_uri is None
     throttle = make_throttle(demo_settings)
     for account in accounts:
@@ -210,8 +212,8 @@ def test_demo_accounts_have_the_password_and_four_of_them_a_totp_seed(rt, sessio
                                            client_ip=None, throttle=throttle, keys=rt.keys)
             assert mie.status == "active" and mie.proofing_method == "face_to_face"
     session.commit()
-    assert len({a.totp_seed for a in accounts if a.totp_seed}) == 4
-    assert len({a.user_name for a in accounts}) == 5
+    assert len({a.totp_seed for a in accounts if a.totp_seed}) == 6
+    assert len({a.user_name for a in accounts}) == 7
 
 
 def test_second_run_creates_nothing_and_keeps_the_seeds(rt, session, demo_settings):
@@ -240,8 +242,8 @@ def test_a_revoked_demo_totp_is_replaced_and_nobody_elses_credentials_are_touche
     session.commit()
     again = demo_credentials(session, rt.keys, settings=demo_settings)[0]
     assert again.user_name == doctor.user_name and again.totp_seed and again.totp_seed != doctor.totp_seed
-    # Only the five demo accounts have MIE.
-    assert len({identity_id for identity_id, _, _ in _mie_rows(session)}) == 5
+    # Only the seven demo accounts have MIE.
+    assert len({identity_id for identity_id, _, _ in _mie_rows(session)}) == 7
 
 
 def test_without_settings_no_demo_client_nor_account(rt, session):
@@ -263,8 +265,8 @@ def test_banner_lists_accounts_seeds_and_the_two_apps(rt, session, demo_settings
     assert "FreeOTP ou Google Authenticator" in text
     for account in accounts:
         assert account.user_name in text
-    assert text.count(DEMO_PASSWORD) == 5
-    assert sum(1 for a in accounts if a.totp_seed and a.totp_seed in text) == 4
+    assert text.count(DEMO_PASSWORD) == 7
+    assert sum(1 for a in accounts if a.totp_seed and a.totp_seed in text) == 6
     assert "le DPI (démo) lui refusera l'accès" in text
     assert "http://localhost:5099/demo/dpi" in text and "http://localhost:5099/demo/intranet" in text
     # The desk and the activation page, and which account opens the desk.
@@ -298,6 +300,23 @@ def test_the_demo_registration_officer_is_an_administrative_agent_granted_the_ro
     # The officer's TOTP is proofed like the other demo accounts'.
     (officer_totp,) = mie_services.active_mie_for(session, officer, "totp")
     assert officer_totp.proofing_method == "face_to_face"
+
+
+@pytest.mark.parametrize("role,path", [("rssi", "/securite"), ("emergency_officer", "/bris-de-glace")])
+def test_the_demo_rssi_and_on_call_officer_are_administrative_agents_granted_one_role(rt, session, demo_settings,
+                                                                                     role, path):
+    seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings)
+    session.commit()
+    accounts = demo_credentials(session, rt.keys, settings=demo_settings)
+    by_role = {a.role: a for a in accounts}
+    agent = session.scalar(select(Identity).where(Identity.user_name == by_role[role].user_name))
+    assert set(agent.role_names) == {"administratif", role}
+    assert [i for i in session.scalars(select(Identity)) if role in i.role_names] == [agent]
+    (agent_totp,) = mie_services.active_mie_for(session, agent, "totp")
+    assert agent_totp.proofing_method == "face_to_face"
+    banner = "\n".join(credentials_banner(accounts, demo_settings))
+    block = banner[banner.index(by_role[role].label):]
+    assert f"http://localhost:5099{path} une fois connecté(e) avec deux facteurs" in block.split("  • ", 1)[0]
 
 
 def test_the_seed_leaves_people_for_the_officer_to_enroll(rt, session, demo_settings):

@@ -13,6 +13,7 @@ import hospiconnect.directory.models  # noqa: F401
 import hospiconnect.enrollment.models  # noqa: F401
 import hospiconnect.idp.models  # noqa: F401
 import hospiconnect.ratelimit_models  # noqa: F401
+import hospiconnect.trajectory.models  # noqa: F401
 from hospiconnect.db import Base
 
 config = context.config

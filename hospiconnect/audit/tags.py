@@ -109,3 +109,11 @@ EMERGENCY_REVOKED = "admin:emergency:revoked"
 EMERGENCY_REVIEWED = "admin:emergency:reviewed"
 AUTHN_EMERGENCY_USED = "authn:emergency:used"
 AUTHN_EMERGENCY_REFUSED = "authn:emergency:refused"
+
+# Trajectory (hospiconnect.trajectory): targets added or removed by the RSSI.
+TRAJECTORY_TARGET_ADDED = "admin:trajectory_target:added"
+TRAJECTORY_TARGET_REMOVED = "admin:trajectory_target:removed"
+
+# Trajectory (hospiconnect.trajectory.snapshots): one event per day snapshot taken, one per backfill run.
+TRAJECTORY_SNAPSHOT_TAKEN = "system:trajectory:snapshot"
+TRAJECTORY_BACKFILLED = "system:trajectory:backfill"

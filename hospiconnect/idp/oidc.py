@@ -390,8 +390,8 @@ def decide(session: Session, keys: InstanceKeys, settings: Settings, client: Cli
     login_session.record_client(session, sso, client.client_id)
     public_id = login_session.public_id_of(session, sso.identity_id)
     audit.record(session, tags.OIDC_CODE_ISSUED, actor=public_id, subject=public_id, client_ip=client_ip,
-                 details={"client_id": client.client_id, "scope": request.scope_string, "acr": evaluation.acr,
-                          "amr": sso.amr, "sid": sso.sid})
+                 details={"client_id": client.client_id, "class": client.sensitivity, "scope": request.scope_string,
+                          "acr": evaluation.acr, "amr": sso.amr, "sid": sso.sid})
     location = add_query(request.redirect_uri, {"code": code, "state": request.state, "iss": settings.issuer})
     return Outcome(status=303 if post else 302, location=location)
 

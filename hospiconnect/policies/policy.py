@@ -7,7 +7,9 @@ A :class:`Policy` is what :mod:`hospiconnect.policies.loader` builds from a YAML
 * **application classes** (:class:`AppClass`), each with base settings (:class:`ClassSettings`);
 * **populations** (:class:`Population`), named like the directory's contract types;
 * **rules** (:class:`DatedRule`) that change some settings of some classes and/or populations between two
-  dates.
+  dates;
+* **targets** (:class:`PolicyTarget`): dated milestones of the trajectory (a share of the active identities, of
+  a population or of a unit, to reach by a date), read by :mod:`hospiconnect.trajectory`.
 
 The settings in force for a class, a population and a day (:meth:`Policy.effective`) are the class's base
 settings, then every rule active that day (``from`` ≤ day < ``until``) that targets them, least specific first:
@@ -53,6 +55,15 @@ POPULATIONS: tuple[str, ...] = (
 #: Identity checks that make an MIE "issued after a verified identity check"
 #: (hospiconnect.enrollment.workflow.METHODS).
 PROOFING_METHODS: tuple[str, ...] = ("face_to_face", "fcplus")
+
+#: Breakdowns of the trajectory's indicators that a target may single out (``applies_to: {dimension, value}``);
+#: hospiconnect.trajectory.indicators.DIMENSIONS is this tuple (policies may not import the trajectory).
+TARGET_DIMENSIONS: tuple[str, ...] = ("all", "rpps", "contract_type", "establishment", "pole", "unit", "role")
+#: Values of the ``rpps`` breakdown.
+RPPS_VALUES: tuple[str, ...] = ("with", "without")
+#: The person-level indicators whose share (among the active identities) a target may set: a compliant MIE, an
+#: MIE issued after a verified identity check, a link to the RPPS.
+TARGET_INDICATORS: tuple[str, ...] = ("compliant", "proofed", "rpps_linked")
 
 #: The settings of a class, i.e. what a rule may change.
 SETTING_NAMES: tuple[str, ...] = (
@@ -253,6 +264,26 @@ class DatedRule:
 
 
 @dataclasses.dataclass(frozen=True)
+class PolicyTarget:
+    """A dated milestone of the trajectory: ``percent`` % of the active identities of a breakdown
+    (``dimension``/``value``; ``all``/``""``: everyone) counted by ``indicator`` (``compliant`` by default) on
+    ``due``. ``line``: where the policy file declares it (0 when built otherwise)."""
+
+    id: str
+    label: str
+    due: dt.date
+    percent: int
+    dimension: str = "all"
+    value: str = ""
+    indicator: str = "compliant"
+    line: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "label": self.label, "due": self.due.isoformat(), "percent": self.percent,
+                "dimension": self.dimension, "value": self.value, "indicator": self.indicator}
+
+
+@dataclasses.dataclass(frozen=True)
 class EffectiveSettings:
     """The settings of one class for one population on one day, and where each came from.
 
@@ -288,6 +319,7 @@ class Policy:
     rules: tuple[DatedRule, ...]
     compliance_class: str
     require_identity_check: bool = True
+    targets: tuple[PolicyTarget, ...] = ()
 
     def local_day(self, as_of: dt.date | dt.datetime) -> dt.date:
         """Return the calendar day of ``as_of`` in the policy's time zone (a naive datetime is taken as UTC)."""
@@ -298,6 +330,9 @@ class Policy:
 
     def rule(self, rule_id: str) -> DatedRule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
+
+    def target(self, target_id: str) -> PolicyTarget | None:
+        return next((t for t in self.targets if t.id == target_id), None)
 
     def effective(self, class_name: str, as_of: dt.date | dt.datetime,
                   population: str | None = None) -> EffectiveSettings:

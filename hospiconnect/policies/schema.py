@@ -13,6 +13,7 @@ Top level (``version``, ``mie_types`` and ``classes`` are required)::
     populations: {POPULATION: {label?, description?}}
     compliance: {class?: health-data, require_identity_check?: true}
     rules: [{id, description, source?, from?, until?, applies_to?: {class?, population?}, set: {SETTING: …}}]
+    targets: [{id, label, due, percent (1..100), indicator?: compliant, applies_to?: {dimension, value}}]
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from hospiconnect.policies.policy import (
     MIE_STATUSES,
     NO_NETWORK,
     POPULATIONS,
+    RPPS_VALUES,
     SETTING_NAMES,
     STATUS_HOMOLOGATED,
+    TARGET_DIMENSIONS,
+    TARGET_INDICATORS,
     AppClass,
     ClassSettings,
     DatedRule,
@@ -41,11 +45,13 @@ from hospiconnect.policies.policy import (
     MieType,
     NetworkSet,
     Policy,
+    PolicyTarget,
     Population,
 )
 from hospiconnect.policies.reader import NodeReader, PolicyIssue
 
-TOP_KEYS = ("version", "name", "timezone", "networks", "mie_types", "classes", "populations", "compliance", "rules")
+TOP_KEYS = ("version", "name", "timezone", "networks", "mie_types", "classes", "populations", "compliance", "rules",
+            "targets")
 MIE_TYPE_KEYS = ("label", "status", "factors", "max_acr", "decision_date", "decision_reference",
                  "decision_valid_until")
 #: Class keys that are not settings (rules cannot change them).
@@ -55,12 +61,16 @@ POPULATION_KEYS = ("label", "description")
 COMPLIANCE_KEYS = ("class", "require_identity_check")
 RULE_KEYS = ("id", "description", "source", "from", "until", "applies_to", "set")
 APPLIES_TO_KEYS = ("class", "population")
+TARGET_KEYS = ("id", "label", "due", "percent", "indicator", "applies_to")
+TARGET_APPLIES_TO_KEYS = ("dimension", "value")
 VERSIONS = (1,)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?$")
 _RESERVED_NETWORK_NAMES = ("any", "none")
+_STR_TAG = "tag:yaml.org,2002:str"
+_INT_TAG = "tag:yaml.org,2002:int"
 
 
 @dataclasses.dataclass
@@ -102,13 +112,14 @@ def build(reader: NodeReader, root: Node, *, source: str, digest: str) -> Policy
                                         "conformité sous « compliance: class: … »")
     rules = _rules(reader, top["rules"][1], declared) if "rules" in top else []
     _check_overlaps(reader, rules)
+    targets = _targets(reader, top["targets"][1]) if "targets" in top else []
     if reader.issues or timezone is None:
         return None
     return Policy(name=name or source, source=source, digest=digest, timezone=timezone,
                   network_sets=MappingProxyType(declared.network_sets),
                   mie_types=MappingProxyType(declared.mie_types), classes=MappingProxyType(declared.classes),
                   populations=MappingProxyType(declared.populations), rules=tuple(rules),
-                  compliance_class=compliance_class, require_identity_check=require_check)
+                  compliance_class=compliance_class, require_identity_check=require_check, targets=tuple(targets))
 
 
 def _timezone(reader: NodeReader, node: Node) -> str | None:
@@ -373,6 +384,86 @@ def _network_set(reader: NodeReader, node: Node, where: str, declared: _Declared
                                      "any pour tous les réseaux)")
         ok = False
     return NetworkSet(any=False, names=tuple(v for v, _ in names), networks=tuple(networks)) if ok else None
+
+
+def _targets(reader: NodeReader, node: Node) -> list[PolicyTarget]:
+    """Return the trajectory's milestones (``targets:``), each checked; report every problem with its line."""
+    if _is_null(node):
+        return []
+    items = reader.sequence(node, "targets") or []
+    targets: list[PolicyTarget] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items, start=1):
+        what = f"targets[{index}]"
+        fields = reader.mapping(item, what, allowed=TARGET_KEYS, required=("id", "label", "due", "percent"))
+        if fields is None:
+            continue
+        errors_before = len(reader.issues)
+        target_id = reader.text(fields["id"][1], f"{what}.id", pattern=_RULE_ID) if "id" in fields else None
+        if target_id is not None:
+            what = f"objectif « {target_id} »"
+            if target_id in seen:
+                reader.error(fields["id"][1], f"{what} : identifiant déjà utilisé ligne {seen[target_id]}")
+            seen.setdefault(target_id, reader.line(fields["id"][1]))
+        label = reader.text(fields["label"][1], f"{what}.label") if "label" in fields else None
+        due = reader.date(fields["due"][1], f"{what}.due") if "due" in fields else None
+        percent = _percent(reader, fields["percent"][1], f"{what}.percent") if "percent" in fields else None
+        indicator = (reader.choice(fields["indicator"][1], f"{what}.indicator", TARGET_INDICATORS)
+                     if "indicator" in fields else "compliant")
+        dimension, value = _target_applies_to(reader, fields.get("applies_to"), what)
+        if len(reader.issues) == errors_before and target_id and label and due and percent and indicator:
+            targets.append(PolicyTarget(id=target_id, label=label.strip(), due=due, percent=percent,
+                                        dimension=dimension, value=value, indicator=indicator,
+                                        line=reader.line(item)))
+    return targets
+
+
+def _percent(reader: NodeReader, node: Node, where: str) -> int | None:
+    ok, value = reader.scalar(node, where)
+    if not ok:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100:
+        return value
+    shown = node.value if isinstance(node, ScalarNode) else "…"
+    reader.error(node, f"{where} : un pourcentage entier de 1 à 100 est attendu (reçu « {shown} »)")
+    return None
+
+
+def _target_applies_to(reader: NodeReader, entry: tuple[Node, Node] | None, what: str) -> tuple[str, str]:
+    """Return the breakdown a target is about (``("all", "")`` when ``applies_to`` is absent)."""
+    if entry is None or _is_null(entry[1]):
+        return "all", ""
+    where = f"{what}.applies_to"
+    fields = reader.mapping(entry[1], where, allowed=TARGET_APPLIES_TO_KEYS, required=("dimension",),
+                            owner=entry[0])
+    if fields is None or "dimension" not in fields:
+        return "all", ""
+    dimension = reader.choice(fields["dimension"][1], f"{where}.dimension", TARGET_DIMENSIONS)
+    if dimension is None:
+        return "all", ""
+    if dimension == "all":
+        if "value" in fields:
+            reader.error(fields["value"][0], f"{where}.value : sans objet pour la dimension « all » (tout le monde)")
+        return "all", ""
+    if "value" not in fields:
+        reader.error(entry[0], f"{where} : clé obligatoire « value » absente (la valeur de la dimension "
+                               f"« {dimension} »)")
+        return dimension, ""
+    value_node = fields["value"][1]
+    if dimension == "rpps":
+        value = reader.choice(value_node, f"{where}.value", RPPS_VALUES)
+    elif dimension == "contract_type":
+        value = reader.choice(value_node, f"{where}.value", POPULATIONS)
+    elif isinstance(value_node, ScalarNode) and value_node.tag in (_STR_TAG, _INT_TAG) and value_node.value.strip():
+        # A code as written: a FINESS number may be left unquoted (and 010770054 must not read as octal).
+        value = value_node.value.strip()
+        if len(value) > 100:
+            reader.error(value_node, f"{where}.value : code trop long (100 caractères au plus)")
+            value = None
+    else:
+        reader.error(value_node, f"{where}.value : un code non vide est attendu (unité, pôle, FINESS, rôle…)")
+        value = None
+    return dimension, value or ""
 
 
 def _check_overlaps(reader: NodeReader, rules: list[DatedRule]) -> None:

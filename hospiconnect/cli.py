@@ -62,9 +62,11 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, threads: int) 
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--identities", default=300, show_default=True, type=int)
+@click.option("--history-days", default=365, show_default=True, type=click.IntRange(min=0),
+              help="Jours d'historique donnés à l'annuaire créé (trajectoire du RSSI) ; 0 : aucun.")
 @click.pass_context
-def demo(ctx: click.Context, host: str, port: int, identities: int) -> None:
-    """Prépare la base, crée un établissement de démonstration et le sert."""
+def demo(ctx: click.Context, host: str, port: int, identities: int, history_days: int) -> None:
+    """Prépare la base, crée un établissement de démonstration avec un an d'historique et le sert."""
     from hospiconnect.devtools.seed import credentials_banner, demo_credentials, seed_demo
     from hospiconnect.server import run_gunicorn
 
@@ -85,7 +87,7 @@ def demo(ctx: click.Context, host: str, port: int, identities: int) -> None:
     with rt.db.session() as session:
         signing_keys.ensure_keys(session, rt.keys)
         upstream_keys.ensure_keys(session, rt.keys)
-        report = seed_demo(session, rt.keys, count=identities, settings=rt.settings)
+        report = seed_demo(session, rt.keys, count=identities, settings=rt.settings, history_days=history_days)
         # Demo only (production was refused above): the seeds are printed so that a newcomer can sign in.
         accounts = demo_credentials(session, rt.keys, settings=rt.settings)
     click.echo(f"Établissement de démonstration prêt : {report}")
@@ -180,7 +182,7 @@ def jobs() -> None:
 @click.pass_context
 def jobs_run(ctx: click.Context, today: dt.datetime | None, as_json: bool) -> None:
     """Travaux périodiques : dates d'arrivée et de fin, sessions expirées, purges, notifications,
-    déconnexions back-channel. Peut être relancé sans effet de bord."""
+    déconnexions back-channel, relevé quotidien de la trajectoire. Peut être relancé sans effet de bord."""
     from hospiconnect.jobs import run_all
 
     rt = runtime_of(ctx)
@@ -189,7 +191,10 @@ def jobs_run(ctx: click.Context, today: dt.datetime | None, as_json: bool) -> No
         f"Annuaire au {d['date']} : {d['directory']['activated']} activée(s), "
         f"{d['directory']['suspended']} suspendue(s), {d['directory']['departed']} partie(s) ; "
         f"{d['sessions_ended']} session(s) terminée(s) ; "
-        f"{d['notifications']['sent']} notification(s) envoyée(s)."))
+        f"{d['notifications']['sent']} notification(s) envoyée(s) ; "
+        + (f"relevé de trajectoire : {d['trajectory'].get('compliant', 0)} conforme(s) sur "
+           f"{d['trajectory'].get('active', 0)} identité(s) active(s)." if "error" not in d["trajectory"]
+           else f"relevé de trajectoire non pris : {d['trajectory']['error']}")))
 
 
 def _register_extensions() -> None:
@@ -206,6 +211,8 @@ def _register_extensions() -> None:
     from hospiconnect import cli_authorizations
     main.add_command(cli_authorizations.exception)
     main.add_command(cli_authorizations.emergency_group)
+    from hospiconnect import cli_trajectory
+    main.add_command(cli_trajectory.trajectory)
 
 
 _register_extensions()

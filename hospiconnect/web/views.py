@@ -57,6 +57,7 @@ def _register_identity_provider(app: Flask) -> None:
     from hospiconnect.web.security import csrf
     from hospiconnect.web.security_pages import emergency_bp, security_bp
     from hospiconnect.web.self_service import bp as mie_bp
+    from hospiconnect.web.trajectory_pages import bp as trajectory_bp
 
     # Protocol endpoints authenticate clients themselves (no browser form, no CSRF token).
     csrf.exempt(protocol_bp)
@@ -69,3 +70,4 @@ def _register_identity_provider(app: Flask) -> None:
     # Emergency access (/bris-de-glace) and the RSSI's pages (/securite): signed-in officers, with CSRF.
     app.register_blueprint(emergency_bp)
     app.register_blueprint(security_bp)
+    app.register_blueprint(trajectory_bp)  # the RSSI's trajectory (/securite/trajectoire), same guard

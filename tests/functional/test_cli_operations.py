@@ -15,6 +15,7 @@ from hospiconnect.cli import main
 from hospiconnect.idp import keys as signing_keys
 from hospiconnect.idp.models import SigningKey
 from hospiconnect.runtime import Runtime
+from hospiconnect.trajectory.models import TrajectorySnapshot
 from tests.factories import create_identity
 
 
@@ -71,9 +72,18 @@ def test_jobs_run_applies_the_directory_lifecycle_and_is_idempotent(rt, session)
     report = json.loads(first.stdout)
     assert report["directory"]["suspended"] == 1
     assert set(report) >= {"sessions_ended", "purged", "notifications", "backchannel_logout",
-                           "enrollment_cases_expired"}
+                           "enrollment_cases_expired", "trajectory"}
+    # The day's trajectory snapshot, replaced (not added to) by the second run.
+    assert report["trajectory"]["day"] == "2026-11-27" and report["trajectory"]["rows"] > 0
+    snapshot_rows = session.execute(select(TrajectorySnapshot.indicator, TrajectorySnapshot.dimension,
+                                           TrajectorySnapshot.value, TrajectorySnapshot.count)).all()
+    assert snapshot_rows
     second = json.loads(runner.invoke(main, ["jobs", "run", "--today", "2026-11-27", "--json"], obj=rt).stdout)
     assert second["directory"]["suspended"] == 0
+    assert second["trajectory"]["rows"] == report["trajectory"]["rows"]
+    assert sorted(session.execute(select(TrajectorySnapshot.indicator, TrajectorySnapshot.dimension,
+                                         TrajectorySnapshot.value, TrajectorySnapshot.count)).all()) == sorted(
+        snapshot_rows)
     session.expire_all()
     assert session.get(type(person), person.id).status == "suspended"
     assert dt.date(2026, 11, 1) == session.get(type(person), person.id).end_date

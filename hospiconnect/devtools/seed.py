@@ -23,7 +23,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -46,6 +46,9 @@ from hospiconnect.errors import Forbidden
 from hospiconnect.idp import clients as client_services
 from hospiconnect.idp.models import Client
 from hospiconnect.settings import Settings
+
+if TYPE_CHECKING:
+    from hospiconnect.devtools.seed_history import PastDirectory
 
 ACTOR = "system:demo_seed"
 SCIM_TOKEN_NAME = "demo-scim"
@@ -307,7 +310,27 @@ def _create(session: Session, raw: dict[str, Any], tally: _Tally, today: dt.date
     return identity
 
 
-def _seed_identities(session: Session, count: int, rnd: random.Random, today: dt.date) -> _Tally:
+class Directory:
+    """How the seed writes each person's arrival, departure and suspension: all of it today (this class), or
+    spread over the past year (:class:`hospiconnect.devtools.seed_history.PastDirectory`)."""
+
+    def create(self, session: Session, raw: dict[str, Any], tally: _Tally, today: dt.date, *,
+               confirm_homonym: bool = False) -> Identity:
+        return _create(session, raw, tally, today, confirm_homonym=confirm_homonym)
+
+    def depart(self, session: Session, identity: Identity, left: dt.date, today: dt.date) -> None:
+        """The contract ended on ``left`` (in the past) and the person has left."""
+        services.end(session, identity, actor=ACTOR, end_date=left, reason="fin de contrat", today=today)
+        services.change_status(session, identity, "departed", actor=ACTOR,
+                               reason="départ : fin de contrat depuis plus de 30 jours")
+
+    def suspend(self, session: Session, identity: Identity, reason: str, today: dt.date) -> None:
+        services.suspend(session, identity, actor=ACTOR, reason=reason)
+
+
+def _seed_identities(session: Session, count: int, rnd: random.Random, today: dt.date,
+                     directory: Directory | None = None) -> _Tally:
+    directory = directory or Directory()
     people = _People(rnd, today)
     tally = _Tally()
     # The confirmed homonyms are part of ``count``: they are added after the others.
@@ -325,24 +348,22 @@ def _seed_identities(session: Session, count: int, rnd: random.Random, today: dt
             raw["start_date"] = today + dt.timedelta(days=rnd.randint(3, 30))
             if raw["end_date"] is not None and raw["end_date"] <= raw["start_date"]:
                 raw["end_date"] = raw["start_date"] + dt.timedelta(days=180)
-            identity = _create(session, raw, tally, today)
+            identity = directory.create(session, raw, tally, today)
             tally.pending += 1
             continue
         if homonym_pairs and index in (7, 41)[:homonym_pairs] and index + 1 < n:
             homonym_sources.append(raw)
-        identity = _create(session, raw, tally, today)
+        identity = directory.create(session, raw, tally, today)
         if index % departed_every == 11:
             left = today - dt.timedelta(days=rnd.randint(45, 200))
             if identity.start_date and left < identity.start_date:
                 left = identity.start_date
-            services.end(session, identity, actor=ACTOR, end_date=left, reason="fin de contrat", today=today)
-            services.change_status(session, identity, "departed", actor=ACTOR,
-                                   reason="départ : fin de contrat depuis plus de 30 jours")
+            directory.depart(session, identity, left, today)
             tally.departed += 1
         elif index % suspended_every == 13:
             reason = rnd.choice(["absence de longue durée", "suspicion de compromission du compte",
                                  "demande du cadre de santé", "fin de contrat en cours de régularisation"])
-            services.suspend(session, identity, actor=ACTOR, reason=reason)
+            directory.suspend(session, identity, reason, today)
             tally.suspended += 1
     for source in homonym_sources:
         # Same birth name, first given name and birth date as an existing person, but someone else.
@@ -351,7 +372,7 @@ def _seed_identities(session: Session, count: int, rnd: random.Random, today: dt
                    birth_date=source["birth_date"], gender=source["gender"], usage_name="",
                    birth_country="99100", birth_place=rnd.choice(FRENCH_COMMUNES),
                    email=people.email(source["given_names"].split()[0], source["birth_family_name"]))
-        _create(session, raw, tally, today, confirm_homonym=True)
+        directory.create(session, raw, tally, today, confirm_homonym=True)
         tally.homonyms += 1
     return tally
 
@@ -661,7 +682,8 @@ def demo_credentials(session: Session, keys: InstanceKeys, *, settings: Settings
 
 #: The pages a demo account's role opens, as the banner names them.
 _DESKS = {OFFICER_ROLE: ("le guichet d'enrôlement", "/guichet"),
-          RSSI_ROLE: ("les pages de sécurité (revue des accès d'urgence, dérogations)", "/securite"),
+          RSSI_ROLE: ("les pages de sécurité (trajectoire de sécurisation des MIE, revue des accès d'urgence, "
+                      "dérogations)", "/securite"),
           EMERGENCY_OFFICER_ROLE: ("l'accès d'urgence (bris de glace)", "/bris-de-glace")}
 
 
@@ -700,7 +722,7 @@ def credentials_banner(accounts: list[DemoAccount], settings: Settings) -> list[
 
 
 def seed_demo(session: Session, keys: InstanceKeys, count: int = 300, *, seed: int = DEFAULT_SEED,
-              today: dt.date | None = None, settings: Settings | None = None) -> str:
+              today: dt.date | None = None, settings: Settings | None = None, history_days: int = 0) -> str:
     """Fill an empty directory with a fictional GHT and return a one-line French summary.
 
     Idempotent: when identities already exist no identity is added; missing reference rows and the
@@ -712,22 +734,36 @@ def seed_demo(session: Session, keys: InstanceKeys, count: int = 300, *, seed: i
     mode 0600) and the demo accounts of :data:`DEMO_ACCOUNTS` — again only what is missing, so a second
     run creates nothing and keeps the TOTP seeds. :func:`demo_credentials` returns the accounts.
 
+    With ``history_days`` (``hospiconnect demo``: 365; needs ``settings``), the identities created get a past of
+    that many days — arrivals, departures, MIE, enrollment cases, exceptions, emergency accesses, sign-ins
+    (:mod:`hospiconnect.devtools.seed_history`, :mod:`hospiconnect.devtools.seed_activity`) — and the
+    trajectory's days missing among them are rebuilt from it, with today's snapshot: the RSSI's dashboard has
+    that history on first start. A second run adds nothing.
+
     Raises :class:`Forbidden` when ``settings`` (or ``HOSPICONNECT_ENV`` when no settings are given)
     designate production.
     """
     _refuse_in_production(settings)
     if count < 0:
         raise ValueError("count must be positive")
+    if history_days < 0 or (history_days and settings is None):
+        raise ValueError("history_days must be positive and needs the settings")
     today = today or dt.date.today()
     rnd = random.Random(seed)
     added_est, added_units = _ensure_references(session)
     session.flush()
     existing = session.scalar(select(func.count(Identity.id))) or 0
     parts: list[str] = []
+    past: PastDirectory | None = None
     if existing:
         parts.append(f"annuaire déjà peuplé ({existing} identités), aucune identité ajoutée")
     else:
-        tally = _seed_identities(session, count, rnd, today)
+        if history_days:
+            assert settings is not None
+            from hospiconnect.devtools.seed_history import PastDirectory  # local: it imports this module
+
+            past = PastDirectory(settings, today=today, days=history_days, seed=seed)
+        tally = _seed_identities(session, count, rnd, today, past)
         parts.append(
             f"{len(ESTABLISHMENTS)} établissements, {len(UNITS)} pôles et services, {tally.created} identités "
             f"({tally.with_rpps} avec RPPS, {tally.pending} en attente, {tally.suspended} suspendues, "
@@ -755,8 +791,18 @@ def seed_demo(session: Session, keys: InstanceKeys, count: int = 300, *, seed: i
                          "d'authentification préparés")
         else:
             parts.append("comptes de démonstration déjà prêts")
+        if past is not None:
+            # After the demo accounts: they keep their own MIE (created today), and their roles are there for
+            # the past's enrollment cases, exceptions and emergency accesses.
+            from hospiconnect.devtools.seed_activity import add_history
+
+            parts.append(add_history(session, keys, settings, past))
         from hospiconnect.devtools.seed_remote import remote_demo_summary  # local: it imports this module
 
         parts.extend(remote_demo_summary(session, settings))
+        if history_days:
+            from hospiconnect.devtools.seed_history import ensure_trajectory
+
+            parts.append(ensure_trajectory(session, settings, today=today, days=history_days))
     session.flush()
     return " ; ".join(parts) + "."

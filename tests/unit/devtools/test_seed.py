@@ -1,9 +1,11 @@
-"""The demo seed: a fictional GHT created through the directory services, idempotent, never in production."""
+"""The demo seed: a fictional GHT created through the directory services, idempotent, never in production; with
+its past year, the trajectory's history."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import re
 import stat
@@ -18,7 +20,8 @@ from hospiconnect.audit import service as audit
 from hospiconnect.audit.models import AuditEvent
 from hospiconnect.authenticators import services as mie_services
 from hospiconnect.authenticators import totp
-from hospiconnect.authenticators.models import Mie
+from hospiconnect.authenticators.models import Mie, Notification
+from hospiconnect.devtools.backdate import journal_dated
 from hospiconnect.devtools.seed import (
     DEMO_PASSWORD,
     SCIM_TOKEN_NAME,
@@ -28,13 +31,20 @@ from hospiconnect.devtools.seed import (
     read_demo_clients,
     seed_demo,
 )
+from hospiconnect.devtools.seed_remote import REMOTE_DEMO_PEOPLE
+from hospiconnect.devtools.seed_activity import HISTORY_ACTOR, campaign_pace
+from hospiconnect.devtools.seed_history import LIVE_BEFORE_DAYS, RIE_DEADLINE
 from hospiconnect.directory.models import Establishment, Identity, OrgUnit
 from hospiconnect.directory.validation import CONTRACT_TYPES, FINESS_RE, luhn_valid
 from hospiconnect.errors import Forbidden
 from hospiconnect.idp import clients
 from hospiconnect.idp.models import Client
+from hospiconnect.policies import load_policy
 from hospiconnect.ratelimit import make_throttle
 from hospiconnect.settings import Settings
+from hospiconnect.trajectory import services as trajectory
+from hospiconnect.trajectory.facts import load_people
+from hospiconnect.trajectory.models import TrajectorySnapshot
 
 TODAY = dt.date(2026, 11, 27)
 
@@ -326,3 +336,150 @@ def test_the_seed_leaves_people_for_the_officer_to_enroll(rt, session, demo_sett
     enrollable = [i for i in session.scalars(select(Identity)) if i.status == "active" and i.id not in with_mie]
     assert len(enrollable) >= 20
     assert any(i.rpps for i in enrollable) and any(not i.rpps for i in enrollable)
+
+
+# --- the demo's past year (devtools.seed_history, devtools.seed_activity, devtools.backdate) -------------
+
+def _total(rows) -> int:  # type: ignore[no-untyped-def]
+    return sum(count for _, count in rows)
+
+
+def _share(session, indicator, part, day_from, day_to):  # type: ignore[no-untyped-def]
+    """Percentage of the ``indicator`` sign-ins of the period that are ``part`` ones."""
+    whole = _total(trajectory.series(session, indicator, day_from=day_from, day_to=day_to))
+    return 100 * _total(trajectory.series(session, part, day_from=day_from, day_to=day_to)) / whole
+
+
+def test_the_demo_seeds_a_backfilled_year_that_rises_after_the_deadline(rt, session, demo_settings):
+    summary = seed_demo(session, rt.keys, count=300, today=TODAY, settings=demo_settings, history_days=365)
+    session.commit()
+    assert "historique de 365 jours" in summary and "365 jour(s) reconstitué(s)" in summary
+
+    # A snapshot for each of the last 365 days and today.
+    first = TODAY - dt.timedelta(days=365)
+    days = sorted(set(session.scalars(select(TrajectorySnapshot.day))))
+    assert days == [first + dt.timedelta(days=n) for n in range(366)]
+    # The compliant share rises over the year, fastest after the 1 January 2026 deadline, and is not done.
+    share = {point.day: point.share for point in trajectory.coverage(session, first, TODAY)}
+    quarters = [sum(share[first + dt.timedelta(days=n)] for n in range(q, q + 91)) / 91 for q in (0, 91, 182, 273)]
+    assert quarters == sorted(quarters) and share[first] < 20
+    month = dt.timedelta(days=30)
+    before = share[RIE_DEADLINE] - share[RIE_DEADLINE - month]
+    after = share[RIE_DEADLINE + month] - share[RIE_DEADLINE]
+    assert after > before > 0
+    assert 60 <= share[TODAY] <= 90
+    # Some units are far behind the rest: the largest gaps are worth listing.
+    behind = [row.value for row in trajectory.breakdown(session, TODAY, "unit")
+              if row.count("active") >= 5 and 100 * row.count("compliant") / row.count("active") <= share[TODAY] - 25]
+    assert behind
+    # Every status is there today; exceptions and emergency accesses (one reviewed, one not).
+    today = {indicator: count for (indicator, count) in session.execute(
+        select(TrajectorySnapshot.indicator, TrajectorySnapshot.count).where(
+            TrajectorySnapshot.day == TODAY, TrajectorySnapshot.dimension == "all"))}
+    assert today["exempt"] >= 1 and today["pending"] >= 5 and today["non_compliant"] >= 20
+    assert today["exceptions_active"] >= 1 and today["emergency_unreviewed"] == 1
+    assert _total(trajectory.series(session, "emergency_reviewed")) == 1
+    assert today["mie_active:totp"] > today["mie_active:webauthn"] > 0 and today["mie_active:webauthn:platform"] > 0
+    # Sign-ins made with two factors rise; the DPI takes no password-only sign-in after the deadline.
+    quarter = dt.timedelta(days=90)
+    assert (_share(session, "signins:standard", "signins_mfa:standard", first, first + quarter) + 20
+            < _share(session, "signins:standard", "signins_mfa:standard", TODAY - quarter, TODAY))
+    assert _total(trajectory.series(session, "signins_password_only:health-data", day_to=RIE_DEADLINE
+                                    - dt.timedelta(days=1))) > 0
+    assert _total(trajectory.series(session, "signins_password_only:health-data", day_from=RIE_DEADLINE)) == 0
+    assert audit.verify(session).ok
+
+    # A second start adds nothing: no identity, no MIE, no event, no snapshot; the demo accounts are as they were.
+    counts = [session.scalar(select(func.count()).select_from(table))
+              for table in (Identity, Mie, AuditEvent, TrajectorySnapshot)]
+    accounts = demo_credentials(session, rt.keys, settings=demo_settings)
+    again = seed_demo(session, rt.keys, count=300, today=TODAY, settings=demo_settings, history_days=365)
+    session.commit()
+    assert "trajectoire déjà à jour" in again and "historique" not in again
+    assert [session.scalar(select(func.count()).select_from(table))
+            for table in (Identity, Mie, AuditEvent, TrajectorySnapshot)] == counts
+    assert demo_credentials(session, rt.keys, settings=demo_settings) == accounts and len(accounts) == 7
+
+
+def test_the_past_is_dated_in_the_rows_and_the_journal_the_trajectory_reads(rt, session, demo_settings):
+    seed_demo(session, rt.keys, count=40, today=TODAY, settings=demo_settings, history_days=365)
+    session.commit()
+    policy = load_policy(demo_settings.policy_file)
+    people = {p.public_id: p for p in load_people(session, policy=policy, now=_noon(TODAY))}
+    live_day = TODAY - dt.timedelta(days=365 + LIVE_BEFORE_DAYS)
+    identities = list(session.scalars(select(Identity)))
+    accounts = {a.user_name for a in demo_credentials(session, rt.keys, settings=demo_settings)}
+    remote = {person.external_id for person in REMOTE_DEMO_PEOPLE}  # created today, after the past
+    for identity in identities:
+        created = policy.local_day(identity.created_at)
+        if identity.user_name in accounts or identity.status == "pending" or identity.external_id in remote:
+            continue
+        assert live_day <= created <= TODAY, identity.user_name
+        (since, _), *_ = people[identity.public_id].active_intervals
+        if identity.start_date > live_day:
+            # Arrived during the history: active from the start date on.
+            assert since == identity.start_date
+    departed = [i for i in identities if i.status == "departed"]
+    assert departed
+    for identity in departed:
+        # Suspended the morning after the end of the contract, departed after the grace period.
+        (*_, (_, until)) = people[identity.public_id].active_intervals
+        assert until is not None and until <= identity.end_date + dt.timedelta(days=1) < TODAY
+        assert policy.local_day(identity.status_changed_at) <= TODAY - dt.timedelta(days=14)
+    # Every MIE of the past: its rows and its journal entries carry the same past instant.
+    history = [m for m in session.scalars(select(Mie)) if m.transitions[0].actor == HISTORY_ACTOR]
+    assert any(m.type == "password" for m in history) and any(m.type in ("totp", "webauthn") for m in history)
+    activated = {json.loads(e.details)["mie"]: e.occurred_at for e in session.scalars(
+        select(AuditEvent).where(AuditEvent.tag.like("mie:%:activated")))}
+    for mie in history:
+        assert policy.local_day(mie.created_at) <= TODAY
+        assert [t.at for t in mie.transitions[:2]] == [mie.created_at, mie.activated_at]
+        assert activated[mie.public_id] == mie.activated_at
+        if mie.type != "password" and mie.proofing_method:
+            assert mie.proofing_at == mie.activated_at
+    # Nobody is sent a message about the past; the journal verifies.
+    assert not session.scalars(select(Notification).where(
+        Notification.identity_id.in_([m.identity_id for m in history]))).all()
+    assert audit.verify(session).ok
+    assert not session.scalars(select(AuditEvent).where(
+        AuditEvent.tag == "oidc:code:issued", AuditEvent.occurred_at >= _noon(TODAY + dt.timedelta(days=1)))).all()
+
+
+def _noon(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(12), tzinfo=dt.timezone.utc)
+
+
+def test_history_needs_the_settings(rt, session):
+    with pytest.raises(ValueError):
+        seed_demo(session, rt.keys, count=20, today=TODAY, history_days=365)
+
+
+def test_the_enrollment_campaign_rushes_after_the_deadline_and_slows_in_summer():
+    assert campaign_pace(dt.date(2025, 11, 3)) < campaign_pace(dt.date(2025, 12, 3)) \
+        < campaign_pace(dt.date(2026, 1, 5)) > campaign_pace(dt.date(2026, 4, 7)) > campaign_pace(dt.date(2026, 8, 4))
+    assert campaign_pace(dt.date(2026, 1, 10)) < campaign_pace(dt.date(2026, 1, 12))  # a Saturday, a Monday
+
+
+def test_journal_dated_dates_the_events_recorded_inside_and_keeps_the_chain(rt, session):
+    past, older = _noon(dt.date(2026, 2, 3)), _noon(dt.date(2025, 12, 1))
+    audit.record(session, "admin:demo:before", actor="test")
+    with journal_dated(session, past):
+        audit.record(session, "admin:demo:inside", actor="test")
+        with journal_dated(session, older):
+            audit.record(session, "admin:demo:nested", actor="test")
+    audit.record(session, "admin:demo:after", actor="test")
+    session.commit()
+    dates = {e.tag: e.occurred_at for e in session.scalars(select(AuditEvent))}
+    assert dates["admin:demo:inside"] == past and dates["admin:demo:nested"] == older
+    assert dates["admin:demo:before"] > past and dates["admin:demo:after"] > past
+    assert audit.verify(session).ok
+
+
+def test_journal_dated_refuses_when_the_journal_is_written_inside(rt, session):
+    with pytest.raises(RuntimeError):
+        with journal_dated(session, _noon(dt.date(2026, 2, 3))):
+            audit.record(session, "admin:demo:inside", actor="test")
+            session.scalars(select(AuditEvent)).all()  # reading the journal writes the pending events
+    with pytest.raises(ValueError):
+        with journal_dated(session, dt.datetime(2026, 2, 3, 12)):
+            pass

@@ -31,7 +31,8 @@ test-postgres: $(STAMP)
 	  $(BIN)/python -m pytest -q -p no:cacheprovider; \
 	else echo "HOSPICONNECT_TEST_DATABASE_URL is not set: PostgreSQL run skipped"; fi
 
-## Benchmarks (results are recorded in README.md); BENCH_DATABASE_URL is emptied by them.
+## Benchmarks (results are recorded in README.md); BENCH_DATABASE_URL is emptied by them. The trajectory
+## benchmark creates and empties its own database next to it (hc_bench_trajectory; --smoke: a quick run).
 BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/hospiconnect_bench
 bench: $(STAMP)
 	-psql -q -d "$(BENCH_DATABASE_URL:/hospiconnect_bench=/postgres)" -c "CREATE DATABASE hospiconnect_bench" 2>/dev/null
@@ -43,6 +44,7 @@ bench: $(STAMP)
 	  $(BIN)/python benchmarks/authenticators.py && $(BIN)/python benchmarks/webauthn_bench.py 1000'
 	rm -rf $(CURDIR)/.bench-instance
 	$(BIN)/python benchmarks/idp.py --database-url "$(BENCH_DATABASE_URL)"
+	$(BIN)/python benchmarks/trajectory.py --database-url "$(BENCH_DATABASE_URL:/hospiconnect_bench=/hc_bench_trajectory)"
 
 lint: $(STAMP)
 	$(BIN)/lint-imports

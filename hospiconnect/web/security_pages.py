@@ -78,12 +78,12 @@ class Agent:
         return officer_actor(self.identity)
 
 
-def _agent() -> Agent:
+def current_agent() -> Agent:
     agent: Agent = g.security_agent
     return agent
 
 
-def _guard(role: str) -> tuple[str, int] | None:
+def guard(role: str) -> tuple[str, int] | None:
     """Let only a recently two-factor-authenticated holder of ``role`` in; explain otherwise (401/403)."""
     rt = appctx.runtime()
     session = appctx.db_session()
@@ -110,28 +110,28 @@ def _guard(role: str) -> tuple[str, int] | None:
 
 @emergency_bp.before_request
 def _load_officer() -> tuple[str, int] | None:
-    return _guard(emergency.OFFICER_ROLE)
+    return guard(emergency.OFFICER_ROLE)
 
 
 @security_bp.before_request
 def _load_rssi() -> tuple[str, int] | None:
-    return _guard(RSSI_ROLE)
+    return guard(RSSI_ROLE)
 
 
-def _no_store(response: Response) -> Response:
+def no_store(response: Response) -> Response:
     # Personal data, the journal's content, and once a code shown once: never cached.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response
 
 
-def _agent_context() -> dict[str, Any]:
+def agent_context() -> dict[str, Any]:
     return {"agent": g.get("security_agent"), "officer_role": emergency.OFFICER_ROLE, "rssi_role": RSSI_ROLE}
 
 
 for _bp in (emergency_bp, security_bp):
-    _bp.after_request(_no_store)
-    _bp.context_processor(_agent_context)
+    _bp.after_request(no_store)
+    _bp.context_processor(agent_context)
 
 
 @security_bp.app_template_filter("paris_datetime")
@@ -207,7 +207,7 @@ def _person_page(identity: Identity, *, errors: dict[str, str] | None = None, fo
     return render_template("security/emergency_person.html", person=identity,
                            credentials=[emergency.credential_as_dict(session, r, as_of=now) for r in recent],
                            state_labels=emergency.STATE_LABELS_FR, identity_status_labels=IDENTITY_STATUS_LABELS,
-                           is_self=identity.id == _agent().identity.id, max_hours=settings.emergency_hours,
+                           is_self=identity.id == current_agent().identity.id, max_hours=settings.emergency_hours,
                            network_sets=sorted(policies_runtime.current_policy().network_sets),
                            errors=errors or {}, form={**defaults, **(form or {})}), status
 
@@ -233,7 +233,7 @@ def emergency_person(public_id: str) -> tuple[str, int]:
 def emergency_issue(public_id: str) -> tuple[str, int]:
     """Issue an emergency credential and answer with its code (shown once)."""
     identity = _identity_or_404(public_id)
-    agent = _agent()
+    agent = current_agent()
     rt = appctx.runtime()
     session = appctx.db_session()
     form = {"reason": _text(request.form.get("reason", "")), "hours": _field("hours", 10),
@@ -280,7 +280,7 @@ def _review_page(*, row_error: tuple[str, str, str] | None = None, form: dict[st
     rows = emergency.list_for_review(session, reviewed=None if show_all else False)
     return render_template("security/emergency_review.html", show_all=show_all,
                            items=[emergency.credential_as_dict(session, r, as_of=now) for r in rows],
-                           state_labels=emergency.STATE_LABELS_FR, me=_agent().identity.public_id,
+                           state_labels=emergency.STATE_LABELS_FR, me=current_agent().identity.public_id,
                            row_error=row_error, form=form or {}), status
 
 
@@ -298,7 +298,7 @@ def emergency_review() -> tuple[str, int]:
 def emergency_acknowledge(public_id: str) -> Response | tuple[str, int]:
     """Record the review of a credential that is no longer usable, with a comment."""
     credential_id = _public_id_or_404(public_id)
-    agent = _agent()
+    agent = current_agent()
     session = appctx.db_session()
     comment = _text(request.form.get("comment", ""))
     if len(comment) > MAX_TEXT_CHARS:
@@ -325,7 +325,7 @@ def emergency_acknowledge(public_id: str) -> Response | tuple[str, int]:
 def emergency_revoke(public_id: str) -> Response | tuple[str, int]:
     """Stop a credential that is still usable."""
     credential_id = _public_id_or_404(public_id)
-    agent = _agent()
+    agent = current_agent()
     session = appctx.db_session()
     reason = _text(request.form.get("reason", ""))
     if len(reason) > MAX_REASON_CHARS:
@@ -401,7 +401,7 @@ def _end_of(day_text: str, timezone: str) -> dt.datetime:
 @security_bp.post("/derogations/nouvelle")
 def exception_grant() -> Response | tuple[str, int]:
     """Grant an exception to a person or a population."""
-    agent = _agent()
+    agent = current_agent()
     session = appctx.db_session()
     policy = policies_runtime.current_policy()
     form: dict[str, Any] = {name: _field(name) for name in ("app_class", "user_name", "population", "units",
@@ -460,7 +460,7 @@ def exception_grant() -> Response | tuple[str, int]:
 def exception_revoke(public_id: str) -> Response | tuple[str, int]:
     """End an exception now."""
     exception_id = _public_id_or_404(public_id)
-    agent = _agent()
+    agent = current_agent()
     session = appctx.db_session()
     reason = _text(request.form.get("reason", ""))
     if len(reason) > MAX_REASON_CHARS:

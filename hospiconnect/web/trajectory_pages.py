@@ -2,7 +2,7 @@
 compliance, over time — a dashboard with its charts, the list of people still to equip and its CSV, the series
 as CSV and JSON, a printable report, and the RSSI's own targets.
 
-Guarded exactly as the other RSSI pages (:func:`hospiconnect.web.security_pages._guard`: role ``rssi``, a second
+Guarded exactly as the other RSSI pages (:func:`hospiconnect.web.security_pages.guard`: role ``rssi``, a second
 factor within ``settings.recent_mfa_minutes``, never a recovery-code or emergency session). Everything shown is
 read from the stored snapshots through :mod:`hospiconnect.trajectory.services` (no compliance is computed here,
 so a page costs a few indexed queries whatever the size of the directory); the only write is a target added or
@@ -36,7 +36,7 @@ from hospiconnect.trajectory.indicators import DIMENSION_LABELS_FR, DIMENSIONS, 
 from hospiconnect.web import trajectory_charts as charts
 from hospiconnect.web import trajectory_figures as figures
 from hospiconnect.web.enrollment_common import PUBLIC_ID_RE, clean
-from hospiconnect.web.security_pages import RSSI_ROLE, _agent, _agent_context, _guard, _no_store
+from hospiconnect.web.security_pages import RSSI_ROLE, agent_context, current_agent, guard, no_store
 
 bp = Blueprint("trajectory", __name__, url_prefix="/securite/trajectoire")
 
@@ -61,11 +61,11 @@ REPORT_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' dat
 
 @bp.before_request
 def _load_rssi() -> tuple[str, int] | None:
-    return _guard(RSSI_ROLE)
+    return guard(RSSI_ROLE)
 
 
-bp.after_request(_no_store)
-bp.context_processor(_agent_context)
+bp.after_request(no_store)
+bp.context_processor(agent_context)
 
 
 # --- reading the request ---------------------------------------------------------------------------------
@@ -436,7 +436,7 @@ def target_add() -> BaseResponse | tuple[str, int]:
     try:
         row = services.add_target(session, label=form["label"], percent=form["percent"], due=form["due"],
                                   dimension=form["dimension"] or "all", value=form["value"],
-                                  indicator=form["indicator"] or services.COMPLIANT, actor=_agent().actor,
+                                  indicator=form["indicator"] or services.COMPLIANT, actor=current_agent().actor,
                                   client_ip=appctx.client_ip(), today=_today(policy))
         session.commit()
     except ValidationError as exc:
@@ -453,7 +453,7 @@ def target_remove(public_id: str) -> BaseResponse | tuple[str, int]:
         abort(404)
     session = appctx.db_session()
     try:
-        services.remove_target(session, public_id, actor=_agent().actor, client_ip=appctx.client_ip(),
+        services.remove_target(session, public_id, actor=current_agent().actor, client_ip=appctx.client_ip(),
                                policy=_policy())
         session.commit()
     except NotFound:

@@ -1,4 +1,4 @@
-"""The demo's past year, so that the RSSI's trajectory dashboard (issue 7) has a believable history on first start.
+"""The demo's past year, so that the RSSI's trajectory dashboard has a believable history on first start.
 
 ``seed_demo(..., history_days=365)`` (what ``hospiconnect demo`` runs) gives the fictional GHT a past, in two
 steps, then rebuilds the trajectory from it:

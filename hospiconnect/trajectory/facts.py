@@ -204,7 +204,7 @@ def load_people(session: Session, *, as_of: dt.date | None = None, policy: Polic
     time zone of the days and the compliance class of the exceptions that make a person ``exempt`` (default: the
     shipped policy's, Europe/Paris and ``health-data``). ``now``: the present instant (tests).
 
-    A fixed number of queries (about ten), none per person. Additions to the shared design: ``policy`` and ``now``.
+    A fixed number of queries (about ten), none per person.
     """
     day_of = DayOf(policy.timezone if policy is not None else DEFAULT_TIMEZONE)
     compliance_class = policy.compliance_class if policy is not None else DEFAULT_COMPLIANCE_CLASS

@@ -122,8 +122,8 @@ class MieFact:
     ``active_from`` (day of activation), ``active_until`` (day of suspension or revocation, excluded; None: still
     active), ``proofed`` (issued after a verified identity check). An MIE suspended then reactivated gives two.
 
-    Additions to the shared design: ``mie_id``, ``proofing_method``, ``proofed_at`` (day) and ``label``, so that
-    :meth:`summary` gives the compliance rule exactly what the provider gives it."""
+    ``mie_id``, ``proofing_method``, ``proofed_at`` (day) and ``label`` are kept so that :meth:`summary` gives the
+    compliance rule exactly what the provider gives it."""
 
     type: str
     kind: str

@@ -54,7 +54,7 @@ class Projection:
     * ``reachable``: True when ``reaches_on`` is a date (already reached included);
     * ``points``: the (day, share %) points of the window that the line was fitted on.
 
-    Added to the design's fields: ``computable``; ``reached`` (already at the target); ``explanation_fr`` (one
+    Also: ``computable``; ``reached`` (already at the target); ``explanation_fr`` (one
     French sentence for the pages and the report); ``target``; ``intercept`` (the line's value on the first day
     of the window) and ``line``: two (day, share %) points of the fitted line, from the first point of the
     window to ``reaches_on`` (or to ``today`` when there is no date), to draw it.

@@ -21,6 +21,10 @@ DEFAULT_ISSUER = "http://localhost:5000"
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "policies" / "rie-2026.yaml"
 
 
+#: The levels Pro Santé Connect may be asked for (hospiconnect.enrollment.psc checks them again).
+PSC_ACR_VALUES = ("eidas1", "eidas2", "eidas3")
+
+
 class SettingsError(ValueError):
     """A setting has a value that cannot be used."""
 
@@ -83,6 +87,13 @@ class Settings:
     fcplus_client_secret: str = ""
     fcplus_acr_values: str = "eidas2"
     fcplus_token_auth_method: str = "client_secret_post"
+    # National identity through Pro Santé Connect (pairing, sign-in with CPS/e-CPS). An empty discovery URL
+    # disables it in production; elsewhere it designates the PSC simulator of this instance
+    # (``psc_simulator_enabled``). The client secret is read from a file, never from the environment.
+    psc_discovery_url: str = ""
+    psc_client_id: str = ""
+    psc_client_secret_file: Path | None = None
+    psc_acr_values: str = "eidas1"
     # Days an invitation e-mail stays valid (bounded by the case's own expiry).
     invitation_days: int = 7
     # Access policy file (YAML, hospiconnect.policies); a relative path is taken from the working directory.
@@ -140,6 +151,11 @@ class Settings:
             fcplus_client_secret=env.get("HOSPICONNECT_FCPLUS_CLIENT_SECRET", ""),
             fcplus_acr_values=env.get("HOSPICONNECT_FCPLUS_ACR_VALUES") or cls.fcplus_acr_values,
             fcplus_token_auth_method=env.get("HOSPICONNECT_FCPLUS_TOKEN_AUTH_METHOD") or cls.fcplus_token_auth_method,
+            psc_discovery_url=env.get("HOSPICONNECT_PSC_DISCOVERY_URL", "").strip(),
+            psc_client_id=env.get("HOSPICONNECT_PSC_CLIENT_ID", "").strip(),
+            psc_client_secret_file=(Path(env["HOSPICONNECT_PSC_CLIENT_SECRET_FILE"].strip()).expanduser().absolute()
+                                    if env.get("HOSPICONNECT_PSC_CLIENT_SECRET_FILE", "").strip() else None),
+            psc_acr_values=(env.get("HOSPICONNECT_PSC_ACR_VALUES") or cls.psc_acr_values).strip(),
             invitation_days=_int(env, "HOSPICONNECT_INVITATION_DAYS", cls.invitation_days),
             policy_file=(Path(env["HOSPICONNECT_POLICY_FILE"]).expanduser().absolute()
                          if env.get("HOSPICONNECT_POLICY_FILE") else DEFAULT_POLICY_FILE),
@@ -157,6 +173,8 @@ class Settings:
             raise SettingsError("HOSPICONNECT_EXCEPTION_MAX_DAYS doit être compris entre 1 et 3650.")
         if not 1 <= settings.emergency_hours <= 24:
             raise SettingsError("HOSPICONNECT_EMERGENCY_HOURS doit être compris entre 1 et 24.")
+        if settings.psc_acr_values not in PSC_ACR_VALUES:
+            raise SettingsError(f"HOSPICONNECT_PSC_ACR_VALUES doit valoir {', '.join(PSC_ACR_VALUES)}.")
         return settings
 
     @property
@@ -175,6 +193,35 @@ class Settings:
         if self.fcplus_simulator_enabled:
             return True
         return bool(self.fcplus_discovery_url and self.fcplus_client_id and self.fcplus_client_secret)
+
+    @property
+    def psc_simulator_enabled(self) -> bool:
+        """True when Pro Santé Connect is not configured outside production: this instance's simulator
+        (``hospiconnect.devtools.psc_simulator``) stands in for it."""
+        return not self.is_production and not self.psc_discovery_url
+
+    @property
+    def psc_enabled(self) -> bool:
+        """True when pairing and sign-in through Pro Santé Connect can be offered."""
+        if self.psc_simulator_enabled:
+            return True
+        return bool(self.psc_discovery_url and self.psc_client_id and self.psc_client_secret_file)
+
+    def psc_client_secret(self) -> str:
+        """Return the PSC client secret read from ``psc_client_secret_file`` (surrounding blanks removed).
+
+        Raises SettingsError when the file is not set, unreadable or empty (the message names the variable
+        and the path, never the secret)."""
+        if self.psc_client_secret_file is None:
+            raise SettingsError("HOSPICONNECT_PSC_CLIENT_SECRET_FILE n'est pas défini.")
+        try:
+            secret = self.psc_client_secret_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"HOSPICONNECT_PSC_CLIENT_SECRET_FILE : fichier illisible "
+                                f"({self.psc_client_secret_file}).") from exc
+        if not secret:
+            raise SettingsError(f"HOSPICONNECT_PSC_CLIENT_SECRET_FILE : fichier vide ({self.psc_client_secret_file}).")
+        return secret
 
     @property
     def uses_sqlite(self) -> bool:
@@ -218,5 +265,10 @@ class Settings:
             warnings.append(
                 "HOSPICONNECT_FCPLUS_DISCOVERY_URL n'est pas défini : l'enrôlement à distance passe par le "
                 "simulateur FranceConnect+ local (identités fictives)."
+            )
+        if self.psc_simulator_enabled:
+            warnings.append(
+                "HOSPICONNECT_PSC_DISCOVERY_URL n'est pas défini : Pro Santé Connect est remplacé par le "
+                "simulateur PSC local (professionnels fictifs)."
             )
         return warnings

@@ -333,7 +333,8 @@ class AuthorizationRequest:
         return self.acr_values.split()[0]
 
 
-def _single(params: MultiDict[str, str], name: str) -> str | None:
+def single_param(params: MultiDict[str, str], name: str) -> str | None:
+    """Return the one value of ``name`` (None when absent); raise ValueError when it is repeated."""
     values = params.getlist(name)
     if len(values) > 1:
         raise ValueError(name)
@@ -343,7 +344,7 @@ def _single(params: MultiDict[str, str], name: str) -> str | None:
 def validate_authorization(settings: Settings, params: MultiDict[str, str]) -> AuthorizationRequest:
     """Return the validated request; raise :class:`_PageError` or :class:`_RedirectError`."""
     try:
-        client_id, uri = _single(params, "client_id"), _single(params, "redirect_uri")
+        client_id, uri = single_param(params, "client_id"), single_param(params, "redirect_uri")
     except ValueError:
         raise _PageError(_("Paramètre client_id ou redirect_uri répété.")) from None
     if client_id != CLIENT_ID:
@@ -352,7 +353,7 @@ def validate_authorization(settings: Settings, params: MultiDict[str, str]) -> A
         raise _PageError(_("Adresse de retour (redirect_uri) non enregistrée : %(uri)s.", uri=(uri or "—")[:300]))
     state = params.get("state") if len(params.getlist("state")) == 1 else None
     try:
-        values = {name: _single(params, name) or "" for name in
+        values = {name: single_param(params, name) or "" for name in
                   ("response_type", "scope", "acr_values", "state", "nonce", "prompt", "request", "request_uri")}
     except ValueError as exc:
         raise _RedirectError("invalid_request", f"parameter {exc} repeated", state) from None
@@ -403,8 +404,9 @@ def _page_error(message: str, status: int = 400) -> Response:
 
 # --- protocol helpers --------------------------------------------------------------------------------------
 
-def _oauth_error(error: str, description: str, status: int = 400,
-                 headers: Mapping[str, str] | None = None) -> Response:
+def oauth_error(error: str, description: str, status: int = 400,
+                headers: Mapping[str, str] | None = None) -> Response:
+    """Return an OAuth error response (RFC 6749 §5.2) as JSON."""
     response = jsonify({"error": error, "error_description": description})
     response.status_code = status
     for name, value in (headers or {}).items():
@@ -412,12 +414,15 @@ def _oauth_error(error: str, description: str, status: int = 400,
     return response
 
 
-def _authenticated_client() -> tuple[str | None, Response | None]:
-    """Return ``(client_id, None)`` when the client authenticated with exactly one method, else an error."""
+def authenticated_client(expected_id: str = CLIENT_ID, expected_secret: str = CLIENT_SECRET,
+                         realm: str = "simulateur-franceconnect") -> tuple[str | None, Response | None]:
+    """Return ``(client_id, None)`` when the client authenticated with exactly one method
+    (``client_secret_basic`` or ``client_secret_post``) as ``expected_id``, else an error response.
+    Shared with the Pro Santé Connect simulator."""
     header = request.headers.get("Authorization")
     in_form = "client_secret" in request.form
     if header and in_form:
-        return None, _oauth_error("invalid_request", "only one client authentication method is allowed")
+        return None, oauth_error("invalid_request", "only one client authentication method is allowed")
     if header:
         scheme, _sep, value = header.partition(" ")
         try:
@@ -426,22 +431,22 @@ def _authenticated_client() -> tuple[str | None, Response | None]:
             decoded = ""
         raw_id, colon, raw_secret = decoded.partition(":")
         if scheme.lower() != "basic" or not colon:
-            return None, _oauth_error("invalid_client", "malformed Basic credentials", 401,
-                                      {"WWW-Authenticate": 'Basic realm="simulateur-franceconnect"'})
+            return None, oauth_error("invalid_client", "malformed Basic credentials", 401,
+                                      {"WWW-Authenticate": f'Basic realm="{realm}"'})
         # RFC 6749 §2.3.1: identifier and secret are form-urlencoded before the Basic encoding.
         client_id, secret = urllib.parse.unquote_plus(raw_id), urllib.parse.unquote_plus(raw_secret)
-        challenge = {"WWW-Authenticate": 'Basic realm="simulateur-franceconnect"'}
+        challenge = {"WWW-Authenticate": f'Basic realm="{realm}"'}
     else:
         client_id, secret, challenge = request.form.get("client_id", ""), request.form.get("client_secret"), {}
         if secret is None:
-            return None, _oauth_error("invalid_client", "client authentication required", 401)
-    if not fcplus.values_equal(CLIENT_ID, client_id) or not fcplus.values_equal(CLIENT_SECRET, secret):
-        return None, _oauth_error("invalid_client", "client authentication failed", 401, challenge)
+            return None, oauth_error("invalid_client", "client authentication required", 401)
+    if not fcplus.values_equal(expected_id, client_id) or not fcplus.values_equal(expected_secret, secret):
+        return None, oauth_error("invalid_client", "client authentication failed", 401, challenge)
     return client_id, None
 
 
 def _no_keys() -> Response:
-    return _oauth_error("server_error", "the client has no encryption key (run « hospiconnect init »)", 500)
+    return oauth_error("server_error", "the client has no encryption key (run « hospiconnect init »)", 500)
 
 
 # --- endpoints ---------------------------------------------------------------------------------------------
@@ -546,18 +551,18 @@ def choose() -> Response:
 def token() -> Response:
     """Exchange a code for an access token and an encrypted ID token (RFC 6749 §4.1.3, OIDC Core §3.1.3)."""
     settings = _settings()
-    client_id, failure = _authenticated_client()
+    client_id, failure = authenticated_client()
     if failure is not None:
         return failure
     if request.form.get("grant_type") != "authorization_code":
-        return _oauth_error("unsupported_grant_type", "only authorization_code is supported")
+        return oauth_error("unsupported_grant_type", "only authorization_code is supported")
     if not request.form.get("code"):
-        return _oauth_error("invalid_request", "code is required")
+        return oauth_error("invalid_request", "code is required")
     code = _read(request.form.get("code"), _CODE_TYPE, settings)
     if code is None or code.get("client_id") != client_id:
-        return _oauth_error("invalid_grant", "invalid or expired authorization code")
+        return oauth_error("invalid_grant", "invalid or expired authorization code")
     if request.form.get("redirect_uri") != code.get("redirect_uri"):
-        return _oauth_error("invalid_grant", "redirect_uri does not match the authorization request")
+        return oauth_error("invalid_grant", "redirect_uri does not match the authorization request")
     identity, behaviour, now = TEST_IDENTITIES[code["identity"]], code["behaviour"], _now()
     id_token = _nested(
         {"iss": issuer(settings), "sub": identity.sub, "aud": client_id, "exp": now + ID_TOKEN_SECONDS,
@@ -580,11 +585,11 @@ def userinfo() -> Response:
     settings = _settings()
     scheme, _sep, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
-        return _oauth_error("invalid_request", "bearer token required", 401,
+        return oauth_error("invalid_request", "bearer token required", 401,
                             {"WWW-Authenticate": 'Bearer realm="simulateur-franceconnect"'})
     access = _read(value.strip(), _ACCESS_TOKEN_TYPE, settings)
     if access is None:
-        return _oauth_error("invalid_token", "invalid or expired access token", 401,
+        return oauth_error("invalid_token", "invalid or expired access token", 401,
                             {"WWW-Authenticate": 'Bearer error="invalid_token"'})
     identity, behaviour = TEST_IDENTITIES[access["identity"]], access["behaviour"]
     released = {claim for scope in str(access.get("scope", "")).split() for claim in SCOPE_CLAIMS.get(scope, ())}
@@ -617,7 +622,7 @@ def end_session() -> Response:
     """RP-initiated logout: back to the registered ``post_logout_redirect_uri`` with ``state``."""
     settings = _settings()
     try:
-        hint, target, state = (_single(request.args, name) for name in
+        hint, target, state = (single_param(request.args, name) for name in
                                ("id_token_hint", "post_logout_redirect_uri", "state"))
     except ValueError:
         return _page_error(_("Paramètre répété dans la demande de déconnexion."))

@@ -32,7 +32,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from joserfc import jwe, jws
 from joserfc.errors import BadSignatureError, JoseError, UnsupportedAlgorithmError
@@ -218,6 +218,28 @@ class FcPlusConfig:
             raise FcPlusConfigurationError("identifiant et secret client obligatoires")
 
 
+class ClientConfig(Protocol):
+    """What the shared steps read from a client's configuration: :class:`FcPlusConfig` here, and the
+    Pro Santé Connect client's ``PscConfig`` (hospiconnect.enrollment.psc), which reuses these steps."""
+
+    @property
+    def discovery_url(self) -> str: ...
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_secret(self) -> str: ...
+    @property
+    def redirect_uri(self) -> str: ...
+    @property
+    def token_auth_method(self) -> str: ...
+    @property
+    def allow_http(self) -> bool: ...
+    @property
+    def transaction_max_age(self) -> dt.timedelta: ...
+    @property
+    def clock_skew(self) -> dt.timedelta: ...
+
+
 @dataclass(frozen=True)
 class Discovery:
     """The provider metadata needed by the client."""
@@ -240,7 +262,7 @@ def _check_url(url: Any, allow_http: bool) -> str:
     return url
 
 
-def parse_discovery(config: FcPlusConfig, document: Mapping[str, Any]) -> Discovery:
+def parse_discovery(config: ClientConfig, document: Mapping[str, Any]) -> Discovery:
     """Return the :class:`Discovery` read from a discovery document.
 
     Raises DiscoveryError when an endpoint is missing or not HTTPS, or when the issuer is not the prefix of
@@ -272,7 +294,7 @@ def _get_json(fetch: Fetch, url: str, error: type[FcPlusError]) -> Any:
         raise error("réponse non JSON") from exc
 
 
-def load_discovery(config: FcPlusConfig, fetch: Fetch = urllib_fetch) -> Discovery:
+def load_discovery(config: ClientConfig, fetch: Fetch = urllib_fetch) -> Discovery:
     """Fetch and return the provider's discovery document. Raises DiscoveryError (or ProviderError)."""
     _check_url(config.discovery_url, config.allow_http)
     document = _get_json(fetch, config.discovery_url, DiscoveryError)
@@ -281,8 +303,10 @@ def load_discovery(config: FcPlusConfig, fetch: Fetch = urllib_fetch) -> Discove
     return parse_discovery(config, document)
 
 
-def load_provider_jwks(discovery: Discovery, fetch: Fetch = urllib_fetch) -> KeySet:
-    """Fetch and return the provider's public signing keys (only public EC keys are kept).
+def load_provider_jwks(discovery: Discovery, fetch: Fetch = urllib_fetch, *,
+                       key_types: tuple[str, ...] = ("EC",)) -> KeySet:
+    """Fetch and return the provider's public signing keys (only public keys of ``key_types`` are kept:
+    EC for FranceConnect+, which signs with ES256; Pro Santé Connect also needs RSA).
 
     Raises DiscoveryError when the JWKS is unreachable, invalid, or holds no usable key.
     """
@@ -292,10 +316,11 @@ def load_provider_jwks(discovery: Discovery, fetch: Fetch = urllib_fetch) -> Key
     keys: list[Key] = []
     for entry in document["keys"]:
         # A private member ("d") in a published JWKS is a provider mistake; never use it.
-        if not isinstance(entry, dict) or entry.get("kty") != "EC" or "d" in entry or entry.get("use") == "enc":
+        if not isinstance(entry, dict) or entry.get("kty") not in key_types or "d" in entry \
+                or entry.get("use") == "enc":
             continue
         try:
-            keys.append(ECKey.import_key(entry))
+            keys.append(ECKey.import_key(entry) if entry["kty"] == "EC" else RSAKey.import_key(entry))
         except (JoseError, ValueError):
             continue
     if not keys:
@@ -481,7 +506,7 @@ def _numeric_time(claims: Mapping[str, Any], name: str) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(value, dt.timezone.utc)
 
 
-def _check_audience(claims: Mapping[str, Any], client_id: str) -> None:
+def check_audience(claims: Mapping[str, Any], client_id: str) -> None:
     aud = claims.get("aud")
     audiences = aud if isinstance(aud, list) else [aud]
     if client_id not in audiences:
@@ -497,7 +522,7 @@ def acr_satisfies(acr: Any, requested: str) -> bool:
 
 
 def validate_id_token_claims(
-    claims: Mapping[str, Any], *, config: FcPlusConfig, discovery: Discovery, state_record: TransactionState,
+    claims: Mapping[str, Any], *, config: ClientConfig, discovery: Discovery, state_record: TransactionState,
     now: dt.datetime,
 ) -> None:
     """Check iss, aud, exp, iat, nonce, acr and sub of decrypted ID token claims.
@@ -506,7 +531,7 @@ def validate_id_token_claims(
     """
     if claims.get("iss") != discovery.issuer or claims.get("iss") != state_record.issuer:
         raise IssuerMismatch("émetteur du jeton")
-    _check_audience(claims, config.client_id)
+    check_audience(claims, config.client_id)
     expires = _numeric_time(claims, "exp")
     if expires is None:
         raise InvalidToken("exp manquant")
@@ -547,7 +572,9 @@ class VerifiedIdentity:
     id_token_hint: str = ""
 
 
-def _exchange_code(config: FcPlusConfig, discovery: Discovery, code: str, fetch: Fetch) -> dict[str, Any]:
+def exchange_code(config: ClientConfig, discovery: Discovery, code: str, fetch: Fetch) -> dict[str, Any]:
+    """Exchange ``code`` at the token endpoint and return the JSON response (``id_token`` and ``access_token``
+    present). Shared with the Pro Santé Connect client. Raises ProviderError."""
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": config.redirect_uri}
     headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
     if config.token_auth_method == "client_secret_basic":
@@ -581,6 +608,37 @@ def _fetch_userinfo(discovery: Discovery, access_token: str, fetch: Fetch) -> st
     return response.body.decode("ascii", errors="replace").strip()
 
 
+def check_authorization_response(
+    config: ClientConfig, discovery: Discovery, state_record: TransactionState,
+    callback_params: Mapping[str, str], *, now: dt.datetime,
+) -> str:
+    """Check the authorization response and return its ``code`` (shared with the Pro Santé Connect client).
+
+    Order: state (constant time), transaction issuer and age, the ``iss`` parameter (mix-up defence,
+    RFC 9207), then the provider's error response. Raises StateMismatch, IssuerMismatch, TransactionExpired,
+    AccessDenied or ProviderError.
+    """
+    if not state_matches(state_record, callback_params.get("state")):
+        raise StateMismatch()
+    if state_record.issuer != discovery.issuer:
+        raise IssuerMismatch("la demande a été faite auprès d'un autre fournisseur")
+    if now - state_record.created_at > config.transaction_max_age:
+        raise TransactionExpired()
+    received_iss = callback_params.get("iss")
+    if received_iss is not None and received_iss != discovery.issuer:
+        raise IssuerMismatch("paramètre iss")
+
+    error = callback_params.get("error")
+    if error:
+        if error == "access_denied":
+            raise AccessDenied()
+        raise ProviderError(str(error))
+    code = callback_params.get("code")
+    if not isinstance(code, str) or not code:
+        raise ProviderError("code d'autorisation manquant")
+    return code
+
+
 def handle_callback(
     config: FcPlusConfig,
     discovery: Discovery,
@@ -606,26 +664,8 @@ def handle_callback(
     AudienceMismatch, SubjectMismatch or InvalidToken.
     """
     now = now or _utcnow()
-    if not state_matches(state_record, callback_params.get("state")):
-        raise StateMismatch()
-    if state_record.issuer != discovery.issuer:
-        raise IssuerMismatch("la demande a été faite auprès d'un autre fournisseur")
-    if now - state_record.created_at > config.transaction_max_age:
-        raise TransactionExpired()
-    received_iss = callback_params.get("iss")
-    if received_iss is not None and received_iss != discovery.issuer:
-        raise IssuerMismatch("paramètre iss")
-
-    error = callback_params.get("error")
-    if error:
-        if error == "access_denied":
-            raise AccessDenied()
-        raise ProviderError(str(error))
-    code = callback_params.get("code")
-    if not isinstance(code, str) or not code:
-        raise ProviderError("code d'autorisation manquant")
-
-    tokens = _exchange_code(config, discovery, code, fetch)
+    code = check_authorization_response(config, discovery, state_record, callback_params, now=now)
+    tokens = exchange_code(config, discovery, code, fetch)
     id_token: str = tokens["id_token"]
     signed_id_token, id_claims = _decrypt_nested(id_token, private_keys=private_keys, provider_jwks=provider_jwks)
     validate_id_token_claims(id_claims, config=config, discovery=discovery, state_record=state_record, now=now)
@@ -638,7 +678,7 @@ def handle_callback(
     if "iss" in userinfo and userinfo["iss"] != discovery.issuer:
         raise IssuerMismatch("émetteur des informations d'identité")
     if "aud" in userinfo:
-        _check_audience(userinfo, config.client_id)
+        check_audience(userinfo, config.client_id)
 
     amr = id_claims.get("amr")
     return VerifiedIdentity(

@@ -44,6 +44,12 @@ def init_app(app: Flask) -> None:
         from hospiconnect.devtools import fcplus_simulator
 
         fcplus_simulator.init_app(app)
+    if app.config["SETTINGS"].psc_simulator_enabled:
+        # The Pro Santé Connect simulator (/simulateur-psc/…): outside production, when no real PSC is
+        # configured.
+        from hospiconnect.devtools import psc_simulator
+
+        psc_simulator.init_app(app)
 
 
 def _register_identity_provider(app: Flask) -> None:

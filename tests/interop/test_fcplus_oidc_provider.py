@@ -212,7 +212,7 @@ class Browser:
             return Response(exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read())
 
     def authorize(self, url: str, redirect_uri: str, *, account: str = ANGELA, acr: str = "eidas2",
-                  cancel: bool = False) -> dict[str, str]:
+                  cancel: bool = False, amr: str = "pwd,mfa") -> dict[str, str]:
         """Follow the authorization URL through the provider's interactions (login at ``acr``, consent,
         or cancel) until it redirects to ``redirect_uri``; return that redirection's query parameters."""
         form: dict[str, str] | None = None
@@ -234,7 +234,7 @@ class Browser:
             if cancel:
                 url, form = f"{url}/abort", {}
             elif name == "login":
-                url, form = f"{url}/login", {"account": account, "acr": acr, "amr": "pwd,mfa"}
+                url, form = f"{url}/login", {"account": account, "acr": acr, "amr": amr}
             elif name == "consent":
                 url, form = f"{url}/consent", {}
             else:

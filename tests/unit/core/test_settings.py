@@ -81,3 +81,39 @@ def test_exception_and_emergency_settings(tmp_path):
                         ("HOSPICONNECT_EMERGENCY_HOURS", "48")):
         with pytest.raises(SettingsError, match=name):
             Settings.from_env({name: value})
+
+
+def test_pro_sante_connect_is_the_local_simulator_outside_production_until_configured(tmp_path):
+    s = Settings.from_env({"HOSPICONNECT_INSTANCE_PATH": str(tmp_path), "HOSPICONNECT_ENV": "demo"})
+    assert s.psc_simulator_enabled and s.psc_enabled and s.psc_acr_values == "eidas1"
+    assert "HOSPICONNECT_PSC_DISCOVERY_URL" in " ".join(s.insecure_defaults())
+    secret = tmp_path / "psc-secret"
+    secret.write_text("  s3cr3t-psc\n", encoding="utf-8")
+    configured = Settings.from_env({
+        "HOSPICONNECT_INSTANCE_PATH": str(tmp_path), "HOSPICONNECT_ENV": "demo",
+        "HOSPICONNECT_PSC_DISCOVERY_URL": " https://auth.bas.psc.esante.gouv.fr/auth/realms/esante-wallet/"
+                                          ".well-known/openid-configuration ",
+        "HOSPICONNECT_PSC_CLIENT_ID": "hospiconnect", "HOSPICONNECT_PSC_CLIENT_SECRET_FILE": str(secret),
+        "HOSPICONNECT_PSC_ACR_VALUES": "eidas2"})
+    assert not configured.psc_simulator_enabled and configured.psc_enabled
+    assert configured.psc_client_secret() == "s3cr3t-psc" and configured.psc_acr_values == "eidas2"
+    assert "s3cr3t" not in repr(configured)
+    assert "HOSPICONNECT_PSC_DISCOVERY_URL" not in " ".join(configured.insecure_defaults())
+
+
+def test_pro_sante_connect_is_off_in_production_until_fully_configured(tmp_path):
+    base = {"HOSPICONNECT_INSTANCE_PATH": str(tmp_path), "HOSPICONNECT_ENV": "production"}
+    assert not Settings.from_env(base).psc_enabled and not Settings.from_env(base).psc_simulator_enabled
+    half = Settings.from_env({**base, "HOSPICONNECT_PSC_DISCOVERY_URL": "https://psc.example/d",
+                              "HOSPICONNECT_PSC_CLIENT_ID": "abc"})
+    assert not half.psc_enabled
+    with pytest.raises(SettingsError, match="HOSPICONNECT_PSC_CLIENT_SECRET_FILE"):
+        half.psc_client_secret()
+    missing = Settings.from_env({**base, "HOSPICONNECT_PSC_CLIENT_SECRET_FILE": str(tmp_path / "absent")})
+    with pytest.raises(SettingsError, match="illisible"):
+        missing.psc_client_secret()
+
+
+def test_pro_sante_connect_acr_is_checked():
+    with pytest.raises(SettingsError, match="HOSPICONNECT_PSC_ACR_VALUES"):
+        Settings.from_env({"HOSPICONNECT_PSC_ACR_VALUES": "eidas4"})

@@ -31,6 +31,10 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     # Validated at start-up: an invalid policy file stops the start with its errors (line by line). Then the
     # file is watched: a valid new version applies without restart, an invalid one is refused (journaled).
     policies_runtime.install(app, settings.policy_file, settings.policy_check_seconds)
+    from hospiconnect.idp import psc_delegation
+
+    # Likewise the amr mapping of the delegation by Pro Santé Connect: an invalid file stops the start.
+    psc_delegation.load_amr_mapping(settings.psc_delegation_amr_file)
     app.config.update(
         SETTINGS=settings,
         SECRET_KEY=runtime.keys.secret_key,

@@ -19,6 +19,7 @@ from hospiconnect.idp import clients
 from hospiconnect.policies import load_policy
 
 ACTOR = "cli"
+PROFILE_LABELS = {"psc": "psc (délégation de Pro Santé Connect : SubjectNameID, SubjectOrganization, amr)"}
 CLASS_LABELS = {"health-data": "données de santé (deux facteurs exigés)", "standard": "standard"}
 
 
@@ -37,6 +38,7 @@ def _describe(data: dict[str, Any]) -> str:
         "  redirections      : " + ("\n                      ".join(data["redirect_uris"]) or "—"),
         "  après déconnexion : " + ("\n                      ".join(data["post_logout_redirect_uris"]) or "—"),
         f"  canal arrière     : {data['backchannel_logout_uri'] or '—'}",
+        f"  profil            : {PROFILE_LABELS.get(data.get('profile'), data.get('profile') or '—')}",
         f"  état              : {'désactivé le ' + data['disabled_at'] if data['disabled'] else 'actif'}",
     ]
     if data.get("client_secret"):
@@ -91,7 +93,9 @@ def _policy_class(ctx: click.Context, _param: click.Parameter, value: str | None
 @click.option("--jwks-file", default=None, help="Fichier JSON des clés publiques (private_key_jwt).")
 @click.option("--scope", "scopes", multiple=True, help="Portées autorisées (défaut : openid profile email).")
 @click.option("--client-id", default=None, help="Identifiant imposé (sinon aléatoire).")
-@click.option("--profile", default=None, help="Profil de revendications (ex. psc).")
+@click.option("--profile", type=click.Choice(clients.PROFILES), default=None,
+              help="Profil de revendications : psc enregistre Pro Santé Connect, qui délègue l'authentification "
+                   "des professionnels reliés à leur RPPS (SubjectNameID, SubjectOrganization, amr convenu).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def client_add(ctx: click.Context, name: str, redirect_uris: tuple[str, ...], sensitivity: str, public: bool,

@@ -17,7 +17,7 @@ from hospiconnect.authorizations import services as authorizations
 from hospiconnect.db import utcnow
 from hospiconnect.directory import services as directory
 from hospiconnect.directory.models import Identity
-from hospiconnect.enrollment import remote
+from hospiconnect.enrollment import national, remote
 from hospiconnect.enrollment import services as enrollment
 from hospiconnect.idp import interactions, login_session, logout, tokens
 from hospiconnect.idp.models import SsoSession
@@ -57,6 +57,7 @@ def run_all(rt: Runtime, *, today: dt.date | None = None) -> dict[str, Any]:
             "webauthn_challenges": webauthn.purge_expired_challenges(session, now),
             # Abandoned FranceConnect+ checks; invitations need no purge: they die with their case.
             "fcplus_transactions": remote.purge_expired_transactions(session, now),
+            "psc_transactions": national.purge_expired_transactions(session, now),
             "interactions": interactions.purge_expired(session, before=now - dt.timedelta(days=1)),
             "tokens": tokens.purge_expired(session, before=now - dt.timedelta(days=1)),
         }

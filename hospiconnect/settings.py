@@ -94,6 +94,9 @@ class Settings:
     psc_client_id: str = ""
     psc_client_secret_file: Path | None = None
     psc_acr_values: str = "eidas1"
+    # Delegation by PSC (HospiConnect as its local identity provider, client profile "psc"): YAML/JSON file of
+    # the MIE type → amr mapping; None: the shipped mapping (hospiconnect.idp.psc_delegation).
+    psc_delegation_amr_file: Path | None = None
     # Days an invitation e-mail stays valid (bounded by the case's own expiry).
     invitation_days: int = 7
     # Access policy file (YAML, hospiconnect.policies); a relative path is taken from the working directory.
@@ -156,6 +159,8 @@ class Settings:
             psc_client_secret_file=(Path(env["HOSPICONNECT_PSC_CLIENT_SECRET_FILE"].strip()).expanduser().absolute()
                                     if env.get("HOSPICONNECT_PSC_CLIENT_SECRET_FILE", "").strip() else None),
             psc_acr_values=(env.get("HOSPICONNECT_PSC_ACR_VALUES") or cls.psc_acr_values).strip(),
+            psc_delegation_amr_file=(Path(env["HOSPICONNECT_PSC_DELEGATION_AMR_FILE"].strip()).expanduser().absolute()
+                                     if env.get("HOSPICONNECT_PSC_DELEGATION_AMR_FILE", "").strip() else None),
             invitation_days=_int(env, "HOSPICONNECT_INVITATION_DAYS", cls.invitation_days),
             policy_file=(Path(env["HOSPICONNECT_POLICY_FILE"]).expanduser().absolute()
                          if env.get("HOSPICONNECT_POLICY_FILE") else DEFAULT_POLICY_FILE),

@@ -19,7 +19,7 @@ API_TOKEN_REVOKED = "admin:api_token:revoked"
 API_TOKEN_REFUSED = "api:token:refused"
 SYSTEM_DATABASE_INITIALISED = "system:database:initialised"
 
-# MIE layer. MIE lifecycle tags are "mie:<type>:<action>" with type password | totp | webauthn.
+# MIE layer. MIE lifecycle tags are "mie:<type>:<action>" with type password | totp | webauthn | cps | e_cps.
 MIE_ACTIONS = ("created", "activated", "suspended", "reactivated", "revoked", "renamed")
 
 
@@ -27,7 +27,8 @@ def mie_tag(mie_type: str, action: str) -> str:
     """Return the tag of an MIE lifecycle event, e.g. ``mie:totp:activated``."""
     if action not in MIE_ACTIONS:
         raise ValueError(f"unknown MIE action {action!r}")
-    return f"mie:{mie_type}:{action}"
+    # "e-cps" → "mie:e_cps:…": a tag's parts are [a-z0-9_].
+    return f"mie:{mie_type.replace('-', '_')}:{action}"
 
 
 MIE_PASSWORD_CHANGED = "mie:password:changed"
@@ -117,3 +118,14 @@ TRAJECTORY_TARGET_REMOVED = "admin:trajectory_target:removed"
 # Trajectory (hospiconnect.trajectory.snapshots): one event per day snapshot taken, one per backfill run.
 TRAJECTORY_SNAPSHOT_TAKEN = "system:trajectory:snapshot"
 TRAJECTORY_BACKFILLED = "system:trajectory:backfill"
+
+# National identity (hospiconnect.enrollment.national): pairing with Pro Santé Connect and sign-in with CPS/e-CPS.
+NATIONAL_LINK_STARTED = "national:link:started"
+NATIONAL_LINK_CREATED = "national:link:created"
+NATIONAL_LINK_REFUSED = "national:link:refused"
+NATIONAL_LINK_REMOVED = "national:link:removed"
+NATIONAL_RPPS_FILLED = "national:rpps:filled"
+AUTHN_PSC_STARTED = "authn:psc:started"
+AUTHN_PSC_SUCCESS = "authn:psc:success"
+AUTHN_PSC_FAILURE = "authn:psc:failure"
+AUTHN_PSC_UNLINKED = "authn:psc:unlinked"

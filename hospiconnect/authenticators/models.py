@@ -12,7 +12,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hospiconnect.db import Base, UTCDateTime, utcnow
 
-MIE_TYPES = ("password", "totp", "webauthn")
+# cps and e-cps: the national MIE issued by the ANS (card, app), used through Pro Santé Connect; they hold no
+# secret here (hospiconnect.enrollment.national records them once the person is paired).
+MIE_TYPES = ("password", "totp", "webauthn", "cps", "e-cps")
+NATIONAL_MIE_TYPES = ("cps", "e-cps")
 MIE_STATUSES = ("pending", "active", "suspended", "revoked")
 
 

@@ -225,7 +225,8 @@ _FOOTER = ("\n\nSi vous n'êtes pas à l'origine de cette opération, prévenez 
            "informatique de votre établissement.\n\n— HospiConnect")
 
 _MIE_TYPES = {"password": "mot de passe", "totp": "application d'authentification (codes à usage unique)",
-              "webauthn": "clé de sécurité ou authentificateur de l'appareil"}
+              "webauthn": "clé de sécurité ou authentificateur de l'appareil",
+              "cps": "carte CPS (Pro Santé Connect)", "e-cps": "application e-CPS (Pro Santé Connect)"}
 
 _MIE_EVENTS = {
     "created": ("Nouveau moyen d'identification en cours d'enregistrement",

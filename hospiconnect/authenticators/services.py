@@ -61,8 +61,11 @@ from hospiconnect.ratelimit import Locked, Throttle, Throttled
 LABEL_MAX = 60
 SECOND_FACTOR_TYPES = ("totp", "webauthn")
 DEFAULT_LABELS = {"password": "Mot de passe", "totp": "Application d'authentification",
-                  "webauthn": "Clé de sécurité"}
-DEFAULT_AMR = {"password": ["pwd"], "totp": ["otp"], "webauthn": ["hwk"]}
+                  "webauthn": "Clé de sécurité", "cps": "Carte CPS", "e-cps": "Application e-CPS"}
+# The national MIE's amr are what Pro Santé Connect reports at each sign-in; these are the defaults
+# (hospiconnect.devtools.psc_simulator.AMR_BY_MIE, DOMAIN.md).
+DEFAULT_AMR = {"password": ["pwd"], "totp": ["otp"], "webauthn": ["hwk"], "cps": ["hwk", "mfa", "pin"],
+               "e-cps": ["mfa", "otp", "pwd"]}
 
 # Allowed status changes and the action name used in the journal ("mie:<type>:<action>").
 TRANSITIONS: dict[tuple[str, str], str] = {

@@ -32,7 +32,8 @@ METHOD_LABELS_FR = {METHOD_FACE_TO_FACE: "en face à face, sur pièce d'identit�
 PROOFING_LABELS_FR = {METHOD_FACE_TO_FACE: "vérifiée en face à face au guichet",
                       METHOD_FCPLUS: "vérifiée par FranceConnect+"}
 MIE_TYPE_LABELS_FR = {"password": "Mot de passe", "totp": "Application d'authentification (TOTP)",
-                      "webauthn": "Clé de sécurité"}
+                      "webauthn": "Clé de sécurité", "cps": "Carte CPS (Pro Santé Connect)",
+                      "e-cps": "Application e-CPS (Pro Santé Connect)"}
 MIE_STATUS_LABELS_FR = {"pending": "En attente", "active": "Actif", "suspended": "Suspendu", "revoked": "Retiré"}
 FCPLUS_VERIFIER = "FranceConnect+"
 

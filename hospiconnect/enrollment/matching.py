@@ -237,3 +237,23 @@ def match_identity(
         differ("gender", gender_dir, gender_fc, "Le genre ne correspond pas.")
 
     return MatchResult(matched=not differences, differences=differences, presumed_birth_date=presumed)
+
+
+def match_names(identity: Identity, family_name: str, given_name: str) -> list[str]:
+    """Compare the directory's names with the names a national provider sends (Pro Santé Connect's
+    ``family_name`` and ``given_name``); return the differing fields (``family_name``, ``given_names``), empty
+    when they match.
+
+    Rules 1 and 2 of :func:`match_identity`, with one difference: the family name may equal the birth name
+    OR the usage name, because PSC sends the « nom d'exercice », which is often the usage name. PSC sends no
+    birth date or place: names alone only fill in a missing RPPS number for a person already signed in with
+    two factors (hospiconnect.enrollment.national), never create or verify an identity.
+    """
+    differing: list[str] = []
+    family = _compact(_text(family_name))
+    known = {_compact(identity.birth_family_name), _compact(identity.usage_name or "")} - {""}
+    if not family or family not in known:
+        differing.append("family_name")
+    if not _among_given_names(first_given_name(identity.given_names or ""), _given_name_tokens(_text(given_name))):
+        differing.append("given_names")
+    return differing

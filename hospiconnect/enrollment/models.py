@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import uuid
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hospiconnect.db import Base, UTCDateTime, utcnow
@@ -129,6 +129,65 @@ class FcPlusTransaction(Base):
     acr_values: Mapped[str] = mapped_column(String(20))
     case_id: Mapped[int] = mapped_column(ForeignKey("enrollment_cases.id"), index=True)
     invitation_id: Mapped[int | None] = mapped_column(ForeignKey("enrollment_invitations.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+# A live link has ``unlinked_at IS NULL``; PostgreSQL and SQLite both enforce these partial unique indexes,
+# and hospiconnect.enrollment.national checks them first to give a French refusal.
+_LIVE_LINK = text("unlinked_at IS NULL")
+
+
+class NationalLink(Base):
+    """The pairing (« appairage ») of a local identity with its national identity at Pro Santé Connect.
+
+    The national identity is keyed by (``issuer``, ``sub``), never by e-mail. ``method`` says what proved it is
+    the same person: ``rpps`` (SubjectNameID equals the directory's RPPS) or ``names`` (the directory had no
+    RPPS, the names matched and the RPPS was filled in). A link is never deleted: unlinking fills
+    ``unlinked_at``/``unlinked_by``/``unlink_reason``; at most one live link per identity and per (issuer, sub).
+    """
+
+    __tablename__ = "national_links"
+    __table_args__ = (
+        Index("uq_national_links_live_identity", "identity_id", unique=True,
+              postgresql_where=_LIVE_LINK, sqlite_where=_LIVE_LINK),
+        Index("uq_national_links_live_subject", "issuer", "sub", unique=True,
+              postgresql_where=_LIVE_LINK, sqlite_where=_LIVE_LINK),
+        Index("ix_national_links_issuer_sub", "issuer", "sub"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id"), index=True)
+    issuer: Mapped[str] = mapped_column(String(300))
+    sub: Mapped[str] = mapped_column(String(255))
+    rpps: Mapped[str | None] = mapped_column(String(11))
+    method: Mapped[str] = mapped_column(String(10))  # rpps | names
+    linked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    linked_by: Mapped[str] = mapped_column(String(200))  # actor string, as in the journal
+    unlinked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    unlinked_by: Mapped[str | None] = mapped_column(String(200))
+    unlink_reason: Mapped[str | None] = mapped_column(String(300))
+
+
+class PscTransaction(Base):
+    """A Pro Santé Connect authorization request in flight (between the redirection and ``/psc/retour``).
+
+    As :class:`FcPlusTransaction` (found by the keyed hash of its ``state``, bound to the browser by
+    ``browser_hash``, consumed by one conditional DELETE), with its ``purpose``: ``pairing`` (``identity_id``
+    is the signed-in person who asked) or ``login`` (``interaction_id`` is the sign-in interaction)."""
+
+    __tablename__ = "psc_transactions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(10))  # pairing | login
+    nonce: Mapped[str] = mapped_column(String(128))
+    issuer: Mapped[str] = mapped_column(String(300))
+    acr_values: Mapped[str] = mapped_column(String(20))
+    identity_id: Mapped[int | None] = mapped_column(ForeignKey("identities.id"), index=True)
+    interaction_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
 

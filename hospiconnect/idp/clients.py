@@ -26,6 +26,8 @@ from hospiconnect.db import utcnow
 from hospiconnect.errors import Conflict, NotFound, PreconditionFailed, ValidationError
 from hospiconnect.idp.discovery import SCOPES_SUPPORTED
 from hospiconnect.idp.models import SENSITIVITY_CLASSES, Client, Token
+from hospiconnect.idp.psc_delegation import PROFILE as PSC_PROFILE
+from hospiconnect.idp.psc_delegation import PROFILES
 
 #: RFC 7591 §2 ``token_endpoint_auth_method`` values this provider accepts.
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
@@ -161,6 +163,9 @@ def add_client(
     ``client_secret_post``; ``None`` for public (``none``) and ``private_key_jwt`` clients, which have no
     secret.
 
+    ``profile``: None, or a claims profile of :data:`PROFILES` — ``psc`` registers Pro Santé Connect, which
+    delegates authentication to this provider (hospiconnect.idp.psc_delegation); it must be confidential.
+
     Raises :class:`ValidationError` (French message) for a bad field, :class:`Conflict` when ``client_id``
     is taken.
     """
@@ -199,9 +204,12 @@ def add_client(
                               field="jwks")
     jwks_json = _parse_jwks(jwks)
     scope = _parse_scopes(scopes)
-    if profile is not None and not _PROFILE_RE.match(profile):
-        raise ValidationError("Profil de revendications invalide (lettres minuscules, chiffres, - ou _).",
+    if profile is not None and (not _PROFILE_RE.match(profile) or profile not in PROFILES):
+        raise ValidationError(f"Profil de revendications inconnu (connus : {', '.join(PROFILES)}).",
                               field="profile")
+    if profile == PSC_PROFILE and auth_method == "none":
+        raise ValidationError("Pro Santé Connect (profil psc) est un client confidentiel : un secret ou "
+                              "private_key_jwt est exigé.", field="auth_method")
     if client_id is None:
         # 128 bits; never starting with "-" or "_", which command lines would take for an option.
         client_id = "c" + secrets.token_urlsafe(16)
@@ -233,7 +241,8 @@ def add_client(
     audit.record(session, TAG_CLIENT_CREATED, actor=actor, subject=f"client:{client_id}",
                  details={"name": name, "sensitivity": sensitivity, "auth_method": auth_method,
                           "redirect_uris": uris, "post_logout_redirect_uris": logout_uris,
-                          "backchannel_logout_uri": backchannel_logout_uri, "scopes": scope})
+                          "backchannel_logout_uri": backchannel_logout_uri, "scopes": scope,
+                          "profile": profile})
     return client, secret
 
 

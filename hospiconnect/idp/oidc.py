@@ -14,7 +14,8 @@ leaves ``max_age``, ``acr_values`` and ``iss`` to the application. What is done 
    parameters are ignored (Core §3.1.2.1). GET and POST are both accepted (Core §3.1.2.1).
 3. **Checks** (hospiconnect.idp.checks) against the SSO session, and the **access policy** for the
    client's class (hospiconnect.idp.policy_gate, journaled ``authz:policy:decided``); then a code, an
-   interaction, or — with ``prompt=none`` — ``login_required``/``interaction_required``. A policy denial is
+   interaction, or — with ``prompt=none`` — ``login_required``/``interaction_required``. For Pro Santé Connect
+   (client profile ``psc``) the delegation rule (hospiconnect.idp.psc_delegation) runs too. A policy denial is
    ``access_denied``; after an interaction, the person reads why on a French page that leads back to the
    client with that error.
 
@@ -40,7 +41,7 @@ from hospiconnect.audit import tags
 from hospiconnect.crypto import InstanceKeys
 from hospiconnect.db import utcnow
 from hospiconnect.directory.models import Identity
-from hospiconnect.idp import checks, clients, interactions, login_session, policy_gate, tokens
+from hospiconnect.idp import checks, clients, interactions, login_session, policy_gate, psc_delegation, tokens
 from hospiconnect.idp import claims as claims_mod
 from hospiconnect.idp import keys as keys_mod
 from hospiconnect.idp.models import Client, Interaction, SsoSession
@@ -339,7 +340,9 @@ def decide(session: Session, keys: InstanceKeys, settings: Settings, client: Cli
     or to an interaction.
 
     Raises :class:`RedirectError` for a refusal (the view journals and redirects it), :class:`PolicyDenied`
-    when the access policy denies it.
+    when the access policy denies it, or when a ``psc``-profile client (Pro Santé Connect) asks for a person
+    it may not be delegated (hospiconnect.idp.psc_delegation: a one-factor session is stepped up instead when
+    the person holds a compliant MIE).
     """
     now = now or utcnow()
     hint_identity = _identity_id_of(session, request.hint_sub) if request.id_token_hint else None
@@ -366,12 +369,24 @@ def decide(session: Session, keys: InstanceKeys, settings: Settings, client: Cli
     if evaluation.refusal is not None:
         refusal = evaluation.refusal
         raise refuse(refusal.error, refusal.description, refusal.reason)
+    delegation_mfa = False
+    if psc_delegation.is_psc(client) and judged is not None:
+        # Pro Santé Connect delegates only paired persons with a compliant MIE (hospiconnect.idp.psc_delegation).
+        try:
+            verdict = psc_delegation.assess(session, settings, policy, judged, now=now)
+        except psc_delegation.DelegationConfigError:
+            verdict = psc_delegation.Verdict(reason=psc_delegation.CONFIGURATION_INVALID)
+        if verdict.step_up:
+            evaluation, delegation_mfa = checks.with_reasons(evaluation, ("mfa_required",)), True
+        elif not verdict.allowed:
+            raise PolicyDenied(refuse("access_denied", verdict.description, verdict.reason or "psc_refused"),
+                               (verdict.message,) if verdict.message else ())
     if evaluation.reasons and "none" in request.prompt:
         error = checks.prompt_none_error(evaluation.reasons)
         raise refuse(error, f"prompt=none but {', '.join(evaluation.reasons)}.", evaluation.reasons[0])
     if evaluation.reasons:
         essential = claims_mod.essential_acr_values(request.claims)
-        needs_mfa = gate.needs_mfa or any(checks.acr_rank(v) > 0 for v in essential)
+        needs_mfa = gate.needs_mfa or delegation_mfa or any(checks.acr_rank(v) > 0 for v in essential)
         created = interactions.create(
             session, settings, client_id=client.client_id, params=request.to_params(),
             reasons=evaluation.reasons, needs_mfa=needs_mfa,
@@ -492,6 +507,12 @@ def id_token(session: Session, keys: InstanceKeys, settings: Settings, *, client
     body.update(iss=settings.issuer, aud=client.client_id, azp=client.client_id, iat=now,
                 exp=now + dt.timedelta(minutes=settings.id_token_minutes), auth_time=auth_time, acr=acr,
                 amr=sorted(set(amr)))
+    if psc_delegation.is_psc(client):
+        # Delegation by Pro Santé Connect: its claims, and amr mapped from the MIE types used (the decision to
+        # delegate was taken at the authorization endpoint, see decide()).
+        body.update(psc_delegation.person_claims(session, settings, identity))
+        body["amr"] = psc_delegation.delegated_amr(amr, psc_delegation.load_amr_mapping(
+            settings.psc_delegation_amr_file))
     if sid:
         body["sid"] = sid
     if nonce:

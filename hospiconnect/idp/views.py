@@ -27,7 +27,7 @@ from hospiconnect.audit import tags
 from hospiconnect.db import utcnow
 from hospiconnect.directory.models import Identity
 from hospiconnect.idp import claims as claims_mod
-from hospiconnect.idp import bearer, login_session, logout, oidc, tokens
+from hospiconnect.idp import bearer, clients, login_session, logout, oidc, psc_delegation, tokens
 from hospiconnect.idp.interaction_views import info_page
 from hospiconnect.idp.interactions import content_security_policy, csp_allowing_redirect
 from hospiconnect.idp.server import get_server
@@ -177,7 +177,10 @@ def userinfo() -> Response:
                      outcome="refused", details={"known": row is not None})
         session.commit()
         return _bearer_error("invalid_token", "The access token is invalid, expired or revoked.")
-    return jsonify(claims_mod.person_claims(identity, row.scope.split()))
+    body = claims_mod.person_claims(identity, row.scope.split())
+    if psc_delegation.is_psc(clients.get_client(session, row.client_id)):
+        body.update(psc_delegation.person_claims(session, rt.settings, identity))
+    return jsonify(body)
 
 
 # --- logout ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from hospiconnect.authenticators.models import Mie
 from hospiconnect.db import utcnow
 from hospiconnect.directory import services as directory
 from hospiconnect.directory.models import Identity
-from hospiconnect.enrollment import levels
+from hospiconnect.enrollment import levels, national
 from hospiconnect.enrollment import remote
 from hospiconnect.enrollment import services as enrollment
 from hospiconnect.enrollment import workflow as wf
@@ -165,6 +165,8 @@ def _person_page(identity: Identity, *, errors: dict[str, str] | None = None, fo
                            lost_choices=[m for m in mies if m.status != "revoked"],
                            is_self=_is_self(identity.id), kind_labels=KIND_LABELS, state_labels=wf.STATE_LABELS_FR,
                            type_labels=levels.MIE_TYPE_LABELS_FR, identity_status_labels=IDENTITY_STATUS_LABELS,
+                           national_link=national.live_link(session, identity),
+                           national_methods=national.METHOD_LABELS_FR,
                            errors=errors or {}, form=form or {}), status
 
 
@@ -227,6 +229,33 @@ def open_case(public_id: str) -> Response | tuple[str, int]:
         return _person_page(identity, errors={field: exc.message}, form=form, status=exc.http_status)
     flash(_("Dossier ouvert. Vérifiez maintenant la pièce d'identité de la personne."), "success")
     return redirect(url_for("desk.case", case_id=case.public_id), 303)
+
+
+@bp.post("/personnes/<public_id>/identite-nationale/suppression")
+def unlink_national(public_id: str) -> Response | tuple[str, int]:
+    """End the person's link with their national identity (Pro Santé Connect), with a reason."""
+    identity = _identity_or_404(public_id)
+    officer = _officer()
+    session = appctx.db_session()
+    reason = _clean(request.form.get("reason", "")[:400])
+    link_id = _clean(request.form.get("link", "")[:100])
+    form = {"reason": reason}
+    if _is_self(identity.id):
+        return _person_page(identity, errors={"reason": _("Vous ne pouvez pas modifier votre propre association.")},
+                            form=form, status=403)
+    link = national.live_link(session, identity)
+    if link is None or link.public_id != link_id:
+        return _person_page(identity, errors={"reason": _("Cette association n'existe plus.")}, form=form,
+                            status=409)
+    try:
+        national.unlink(session, link.public_id, officer.actor, reason, client_ip=appctx.client_ip())
+        session.commit()
+    except HospiConnectError as exc:
+        session.rollback()
+        return _person_page(identity, errors={"reason": exc.message}, form=form, status=exc.http_status)
+    flash(_("L'association à l'identité nationale est supprimée ; la carte CPS ou l'e-CPS n'est plus acceptée "
+            "pour ce compte."), "success")
+    return redirect(url_for("desk.person", public_id=identity.public_id), 303)
 
 
 @bp.get("/dossiers/<case_id>")

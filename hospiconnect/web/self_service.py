@@ -46,9 +46,11 @@ from hospiconnect.authenticators.models import Mie, WebAuthnCredential
 from hospiconnect.authenticators.notifications import notify_event
 from hospiconnect.db import utcnow
 from hospiconnect.directory.models import Identity
+from hospiconnect.enrollment import national
 from hospiconnect.errors import Conflict, HospiConnectError
 from hospiconnect.idp import login_session
 from hospiconnect.idp.models import SsoSession
+from hospiconnect.web import psc_pages
 from hospiconnect.web.json_input import json_object
 
 bp = Blueprint("mie", __name__, url_prefix="/mes-moyens")
@@ -70,7 +72,8 @@ ADD: Action = "add"
 CHANGE: Action = "change"
 
 TYPE_LABELS = {"password": "Mot de passe", "totp": "Application d'authentification (TOTP)",
-               "webauthn": "Clé de sécurité", "platform": "Authentificateur de l'appareil"}
+               "webauthn": "Clé de sécurité", "platform": "Authentificateur de l'appareil",
+               "cps": "Carte CPS (Pro Santé Connect)", "e-cps": "Application e-CPS (Pro Santé Connect)"}
 STATUS_LABELS = {"pending": "En attente de confirmation", "active": "Actif", "suspended": "Suspendu",
                  "revoked": "Retiré"}
 FACTOR_LABELS = {"password": "Mot de passe", "totp": "Application d'authentification",
@@ -370,19 +373,37 @@ def _is_last_second_factor(session: Session, identity: Identity, mie: Mie) -> bo
 
 
 @bp.get("", strict_slashes=False)
-def index() -> str:
+def index() -> Response:
     """The list of the person's MIE, recovery codes and recent sign-ins."""
     viewer = _viewer()
     session = appctx.db_session()
     rows = _rows(session, services.list_mie(session, viewer.identity))
     current = [r for r in rows if r.status != "revoked"]
     active_second = [r for r in current if r.is_second_factor and r.status == "active"]
-    return render_template(
-        "mie/index.html", viewer=viewer, rows=current, revoked=[r for r in rows if r.status == "revoked"],
+    settings = appctx.runtime().settings
+    national_panel = {"enabled": settings.psc_enabled, "link": national.live_link(session, viewer.identity)}
+    page = render_template(
+        "mie/index.html", viewer=viewer, rows=current, national=national_panel, revoked=[r for r in rows if r.status == "revoked"],
         last_second_factor=active_second[0].public_id if len(active_second) == 1 else None,
         remaining_codes=services.remaining_recovery_codes(session, viewer.identity), total_codes=recovery.COUNT,
         signins=_recent_signins(session, viewer.identity), add_denied=_denial(ADD), change_denied=_denial(CHANGE),
-        recent_minutes=appctx.runtime().settings.recent_mfa_minutes)
+        recent_minutes=settings.recent_mfa_minutes)
+    response = Response(page, mimetype="text/html")
+    # The « Associer mon identité nationale » form is answered by a redirect to Pro Santé Connect.
+    response.headers["Content-Security-Policy"] = psc_pages.csp_with_provider(settings)
+    return response
+
+
+@bp.post("/identite-nationale")
+def national_pairing() -> Response | tuple[str, int]:
+    """« Associer mon identité nationale »: two factors verified recently, then off to Pro Santé Connect."""
+    denied = _require(CHANGE)
+    if denied is not None:
+        return denied
+    viewer = _viewer()
+    if national.live_link(appctx.db_session(), viewer.identity) is not None:
+        return _to_index()
+    return psc_pages.start_pairing(viewer.identity, viewer.actor)
 
 
 # --- authenticator application (TOTP) -----------------------------------------------------------------------

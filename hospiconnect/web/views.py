@@ -59,6 +59,7 @@ def _register_identity_provider(app: Flask) -> None:
     from hospiconnect.web.activation import bp as activation_bp
     from hospiconnect.web.enrollment_api import bp as enrollment_api_bp
     from hospiconnect.web.enrollment_desk import bp as desk_bp
+    from hospiconnect.web.psc_pages import bp as psc_bp
     from hospiconnect.web.remote_enrollment import bp as remote_bp
     from hospiconnect.web.security import csrf
     from hospiconnect.web.security_pages import emergency_bp, security_bp
@@ -73,6 +74,7 @@ def _register_identity_provider(app: Flask) -> None:
     for blueprint in (wellknown_bp, protocol_bp, interaction_bp, mie_bp, desk_bp, activation_bp, enrollment_api_bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(remote_bp)  # remote enrollment: invitation link, FranceConnect+ round trip
+    app.register_blueprint(psc_bp)  # Pro Santé Connect: pairing callback (/psc/retour)
     # Emergency access (/bris-de-glace) and the RSSI's pages (/securite): signed-in officers, with CSRF.
     app.register_blueprint(emergency_bp)
     app.register_blueprint(security_bp)

@@ -103,12 +103,16 @@ def test_seed_demo_adds_them_in_demo_only_and_once(rt, session, tmp_path):
     session.commit()
     assert "enrôlement à distance" not in again
     assert all(_person(session, spec.external_id) is not None for spec in REMOTE_DEMO_PEOPLE)
-    assert session.scalar(select(func.count(Identity.id))) == 23
+    # 20 drawn, 3 for the remote enrollment, 3 for the pairing with Pro Santé Connect (seed_psc).
+    assert "3 professionnel(s) pour l'appairage Pro Santé Connect" in summary
+    assert "appairage" not in again
+    assert session.scalar(select(func.count(Identity.id))) == 26
 
 
 def test_seed_demo_leaves_them_out_of_tests_and_of_a_real_franceconnect_plus(rt, session, tmp_path):
     seed_demo(session, rt.keys, count=10, today=TODAY, settings=rt.settings)  # env "test"
     real = dataclasses.replace(rt.settings, env="demo", instance_path=tmp_path,
-                               fcplus_discovery_url="https://fcp.example/api/v2/.well-known/openid-configuration")
+                               fcplus_discovery_url="https://fcp.example/api/v2/.well-known/openid-configuration",
+                               psc_discovery_url="https://psc.example/.well-known/openid-configuration")
     seed_demo(session, rt.keys, count=10, today=TODAY, settings=real)
     assert session.scalar(select(func.count(Identity.id))) == 10

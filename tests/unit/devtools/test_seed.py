@@ -12,6 +12,8 @@ import stat
 from collections import Counter
 
 import pytest
+
+from hospiconnect.devtools.seed_psc import PSC_DEMO_PEOPLE
 from sqlalchemy import func, select
 
 from hospiconnect.apitokens import services as token_services
@@ -252,8 +254,11 @@ def test_a_revoked_demo_totp_is_replaced_and_nobody_elses_credentials_are_touche
     session.commit()
     again = demo_credentials(session, rt.keys, settings=demo_settings)[0]
     assert again.user_name == doctor.user_name and again.totp_seed and again.totp_seed != doctor.totp_seed
-    # Only the seven demo accounts have MIE.
-    assert len({identity_id for identity_id, _, _ in _mie_rows(session)}) == 7
+    # Only the seven demo accounts and the three professionals for the PSC pairing (seed_psc) have MIE.
+    psc_people = set(session.scalars(select(Identity.id).where(
+        Identity.external_id.in_([person[1] for person in PSC_DEMO_PEOPLE]))))
+    assert len(psc_people) == 3
+    assert len({identity_id for identity_id, _, _ in _mie_rows(session)} - psc_people) == 7
 
 
 def test_without_settings_no_demo_client_nor_account(rt, session):
@@ -410,6 +415,7 @@ def test_the_past_is_dated_in_the_rows_and_the_journal_the_trajectory_reads(rt, 
     identities = list(session.scalars(select(Identity)))
     accounts = {a.user_name for a in demo_credentials(session, rt.keys, settings=demo_settings)}
     remote = {person.external_id for person in REMOTE_DEMO_PEOPLE}  # created today, after the past
+    remote |= {person[1] for person in PSC_DEMO_PEOPLE}  # likewise, for the pairing with Pro Santé Connect
     for identity in identities:
         created = policy.local_day(identity.created_at)
         if identity.user_name in accounts or identity.status == "pending" or identity.external_id in remote:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import threading
 import time
 import uuid
 from typing import Callable, NoReturn
@@ -50,6 +49,7 @@ from hospiconnect.directory import services as directory
 from hospiconnect.directory.models import Identity
 from hospiconnect.enrollment import matching, psc
 from hospiconnect.enrollment.models import NationalLink, PscTransaction
+from hospiconnect.enrollment.provider_cache import ProviderCache
 from hospiconnect.errors import Conflict, HospiConnectError, NotFound, ValidationError
 from hospiconnect.settings import Settings
 
@@ -163,46 +163,30 @@ def psc_config(settings: Settings) -> psc.PscConfig:
 
 # As in hospiconnect.enrollment.remote: discovery and keys cached per process, keys dropped after a signature
 # failure so that a rotation heals on the next attempt.
-_cache_lock = threading.Lock()
-_discovery_cache: dict[str, tuple[float, psc.Discovery]] = {}
-_jwks_cache: dict[str, tuple[float, KeySet]] = {}
+_cache: ProviderCache[psc.Discovery, KeySet] = ProviderCache(CACHE_SECONDS)
 
 
 def discovery_for(config: psc.PscConfig, fetch: psc.Fetch = psc.urllib_fetch, *,
                   clock: Callable[[], float] = time.monotonic) -> psc.Discovery:
-    """Return PSC's discovery document, cached :data:`CACHE_SECONDS`. Raises :class:`psc.PscError`."""
-    with _cache_lock:
-        hit = _discovery_cache.get(config.discovery_url)
-    if hit is not None and hit[0] > clock():
-        return hit[1]
-    discovery = psc.load_discovery(config, fetch)
-    with _cache_lock:
-        _discovery_cache[config.discovery_url] = (clock() + CACHE_SECONDS, discovery)
-    return discovery
+    """Return the provider's discovery document, cached :data:`CACHE_SECONDS` per discovery URL."""
+    return _cache.discovery(config.discovery_url, lambda: psc.load_discovery(config, fetch), clock=clock)
 
 
-def provider_keys_for(config: psc.PscConfig, discovery: psc.Discovery, fetch: psc.Fetch = psc.urllib_fetch, *,
+def provider_keys_for(config: psc.PscConfig, discovery: psc.Discovery,
+                      fetch: psc.Fetch = psc.urllib_fetch, *,
                       clock: Callable[[], float] = time.monotonic) -> KeySet:
-    """Return PSC's public signature keys, cached :data:`CACHE_SECONDS`. Raises :class:`psc.PscError`."""
-    with _cache_lock:
-        hit = _jwks_cache.get(config.discovery_url)
-    if hit is not None and hit[0] > clock():
-        return hit[1]
-    keys = psc.load_provider_jwks(discovery, fetch)
-    with _cache_lock:
-        _jwks_cache[config.discovery_url] = (clock() + CACHE_SECONDS, keys)
-    return keys
+    """Return the provider's public signature keys, cached :data:`CACHE_SECONDS` per discovery URL."""
+    return _cache.keys(config.discovery_url, lambda: psc.load_provider_jwks(discovery, fetch), clock=clock)
 
 
 def forget_provider_keys(discovery_url: str) -> None:
-    with _cache_lock:
-        _jwks_cache.pop(discovery_url, None)
+    """Drop the cached signature keys of a provider (after a signature failure: they may have rotated)."""
+    _cache.forget_keys(discovery_url)
 
 
 def clear_caches() -> None:
-    with _cache_lock:
-        _discovery_cache.clear()
-        _jwks_cache.clear()
+    """Forget every cached discovery document and key set."""
+    _cache.clear()
 
 
 # --- the transaction --------------------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import secrets
-import threading
 import time
 from typing import Callable, NoReturn
 
@@ -73,6 +72,7 @@ from hospiconnect.enrollment.invitations import (  # noqa: F401
     subject_of,
 )
 from hospiconnect.enrollment.models import EnrollmentCase, FcPlusTransaction, Invitation
+from hospiconnect.enrollment.provider_cache import ProviderCache
 from hospiconnect.errors import HospiConnectError
 from hospiconnect.settings import Settings
 
@@ -127,51 +127,30 @@ def fcplus_config(settings: Settings) -> fcplus.FcPlusConfig:
 # Discovery and the provider's signing keys change rarely; fetching them at every sign-in would add two
 # round trips to FranceConnect+ per callback. Nothing here needs to be shared between processes: each one
 # refetches after CACHE_SECONDS, and a signature failure drops the keys so a rotation heals on the next try.
-_cache_lock = threading.Lock()
-_discovery_cache: dict[str, tuple[float, fcplus.Discovery]] = {}
-_jwks_cache: dict[str, tuple[float, KeySet]] = {}
+_cache: ProviderCache[fcplus.Discovery, KeySet] = ProviderCache(CACHE_SECONDS)
 
 
 def discovery_for(config: fcplus.FcPlusConfig, fetch: fcplus.Fetch = fcplus.urllib_fetch, *,
                   clock: Callable[[], float] = time.monotonic) -> fcplus.Discovery:
-    """Return the provider's discovery document, cached :data:`CACHE_SECONDS` per discovery URL.
-
-    Raises :class:`fcplus.DiscoveryError` or :class:`fcplus.ProviderError` (nothing is cached then)."""
-    with _cache_lock:
-        hit = _discovery_cache.get(config.discovery_url)
-    if hit is not None and hit[0] > clock():
-        return hit[1]
-    discovery = fcplus.load_discovery(config, fetch)
-    with _cache_lock:
-        _discovery_cache[config.discovery_url] = (clock() + CACHE_SECONDS, discovery)
-    return discovery
+    """Return the provider's discovery document, cached :data:`CACHE_SECONDS` per discovery URL."""
+    return _cache.discovery(config.discovery_url, lambda: fcplus.load_discovery(config, fetch), clock=clock)
 
 
 def provider_keys_for(config: fcplus.FcPlusConfig, discovery: fcplus.Discovery,
                       fetch: fcplus.Fetch = fcplus.urllib_fetch, *,
                       clock: Callable[[], float] = time.monotonic) -> KeySet:
-    """Return the provider's public signing keys, cached :data:`CACHE_SECONDS` per discovery URL."""
-    with _cache_lock:
-        hit = _jwks_cache.get(config.discovery_url)
-    if hit is not None and hit[0] > clock():
-        return hit[1]
-    keys = fcplus.load_provider_jwks(discovery, fetch)
-    with _cache_lock:
-        _jwks_cache[config.discovery_url] = (clock() + CACHE_SECONDS, keys)
-    return keys
+    """Return the provider's public signature keys, cached :data:`CACHE_SECONDS` per discovery URL."""
+    return _cache.keys(config.discovery_url, lambda: fcplus.load_provider_jwks(discovery, fetch), clock=clock)
 
 
 def forget_provider_keys(discovery_url: str) -> None:
-    """Drop the cached signing keys of a provider (after a signature failure: they may have rotated)."""
-    with _cache_lock:
-        _jwks_cache.pop(discovery_url, None)
+    """Drop the cached signature keys of a provider (after a signature failure: they may have rotated)."""
+    _cache.forget_keys(discovery_url)
 
 
 def clear_caches() -> None:
     """Forget every cached discovery document and key set."""
-    with _cache_lock:
-        _discovery_cache.clear()
-        _jwks_cache.clear()
+    _cache.clear()
 
 
 # --- hashes ------------------------------------------------------------------------------------------------

@@ -39,8 +39,6 @@ import binascii
 import dataclasses
 import functools
 import hashlib
-import hmac
-import json
 import secrets
 import time
 import types
@@ -52,7 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from joserfc import jwe, jws, jwt
+from joserfc import jwe, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, KeySet, RSAKey
 from werkzeug.datastructures import MultiDict
@@ -222,8 +220,38 @@ def _key() -> ECKey:
     return signing_key(appctx.runtime().keys)
 
 
-def _now() -> int:
+def epoch_now() -> int:
+    """The current time in whole seconds (the simulators' clock: tests move it with time-machine)."""
     return int(time.time())
+
+
+def decode_own(token: Any, key: Key, alg: str, *, max_length: int = MAX_TOKEN_LENGTH) -> Any | None:
+    """Return ``token`` decoded with the simulator's own ``key``, or None when it is not a compact JWS of ours
+    (too long, malformed, another key or algorithm). Expiry is the caller's business."""
+    if not isinstance(token, str) or len(token) > max_length or token.count(".") != 2:
+        return None
+    try:
+        return jwt.decode(token, key, algorithms=[alg])
+    except (JoseError, ValueError):
+        return None
+
+
+def read_token(token: Any, typ: str, *, key: Key, alg: str, issuer_url: str, identities: Mapping[str, Any],
+               behaviours: Any, max_length: int = MAX_TOKEN_LENGTH) -> dict[str, Any] | None:
+    """Return the claims of a code or access token a simulator issued (header ``typ``, its issuer, not expired,
+    a known test identity and behaviour), or None when it is not one, was tampered with, or has expired."""
+    decoded = decode_own(token, key, alg, max_length=max_length)
+    if decoded is None:
+        return None
+    claims = decoded.claims
+    exp = claims.get("exp")
+    if decoded.header.get("typ") != typ or claims.get("iss") != issuer_url:
+        return None
+    if isinstance(exp, bool) or not isinstance(exp, int) or epoch_now() >= exp:
+        return None
+    if claims.get("identity") not in identities or claims.get("behaviour") not in behaviours:
+        return None
+    return claims
 
 
 def _sign(claims: dict[str, Any], key: ECKey, typ: str = "JWT", kid: str | None = None) -> str:
@@ -276,32 +304,17 @@ def _issue(claims: dict[str, Any], typ: str) -> str:
 
 
 def _read(token: Any, typ: str, settings: Settings) -> dict[str, Any] | None:
-    """Return the claims of a code or access token issued by this simulator, or None when it is not one,
-    was tampered with, or has expired."""
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
-        return None
-    try:
-        decoded = jwt.decode(token, _key(), algorithms=[SIGNING_ALG])
-    except (JoseError, ValueError):
-        return None
-    claims = decoded.claims
-    exp = claims.get("exp")
-    if decoded.header.get("typ") != typ or claims.get("iss") != issuer(settings):
-        return None
-    if isinstance(exp, bool) or not isinstance(exp, int) or _now() >= exp:
-        return None
-    if claims.get("identity") not in TEST_IDENTITIES or claims.get("behaviour") not in BEHAVIOURS:
-        return None
-    return claims
+    return read_token(token, typ, key=_key(), alg=SIGNING_ALG, issuer_url=issuer(settings),
+                      identities=TEST_IDENTITIES, behaviours=BEHAVIOURS)
 
 
 # --- the authorization request -----------------------------------------------------------------------------
 
-class _PageError(Exception):
+class PageError(Exception):
     """An error shown on the simulator's page (never a redirect: the client or its URI is not trusted)."""
 
 
-class _RedirectError(Exception):
+class RedirectError(Exception):
     """An error sent back to the client's redirect URI (RFC 6749 §4.1.2.1)."""
 
     def __init__(self, error: str, description: str, state: str | None) -> None:
@@ -342,60 +355,70 @@ def single_param(params: MultiDict[str, str], name: str) -> str | None:
 
 
 def validate_authorization(settings: Settings, params: MultiDict[str, str]) -> AuthorizationRequest:
-    """Return the validated request; raise :class:`_PageError` or :class:`_RedirectError`."""
+    """Return the validated request; raise :class:`PageError` or :class:`RedirectError`."""
     try:
         client_id, uri = single_param(params, "client_id"), single_param(params, "redirect_uri")
     except ValueError:
-        raise _PageError(_("Paramètre client_id ou redirect_uri répété.")) from None
+        raise PageError(_("Paramètre client_id ou redirect_uri répété.")) from None
     if client_id != CLIENT_ID:
-        raise _PageError(_("Client inconnu du simulateur : %(client)s.", client=(client_id or "—")[:100]))
+        raise PageError(_("Client inconnu du simulateur : %(client)s.", client=(client_id or "—")[:100]))
     if uri != redirect_uri(settings):
-        raise _PageError(_("Adresse de retour (redirect_uri) non enregistrée : %(uri)s.", uri=(uri or "—")[:300]))
+        raise PageError(_("Adresse de retour (redirect_uri) non enregistrée : %(uri)s.", uri=(uri or "—")[:300]))
     state = params.get("state") if len(params.getlist("state")) == 1 else None
     try:
         values = {name: single_param(params, name) or "" for name in
                   ("response_type", "scope", "acr_values", "state", "nonce", "prompt", "request", "request_uri")}
     except ValueError as exc:
-        raise _RedirectError("invalid_request", f"parameter {exc} repeated", state) from None
+        raise RedirectError("invalid_request", f"parameter {exc} repeated", state) from None
     if values["request"] or values["request_uri"]:
-        raise _RedirectError("request_not_supported", "request objects are not supported", state)
+        raise RedirectError("request_not_supported", "request objects are not supported", state)
     if values["response_type"] != "code":
-        raise _RedirectError("unsupported_response_type", "response_type must be code", state)
+        raise RedirectError("unsupported_response_type", "response_type must be code", state)
     scopes = values["scope"].split()
     if "openid" not in scopes:
-        raise _RedirectError("invalid_scope", "the openid scope is required", state)
+        raise RedirectError("invalid_scope", "the openid scope is required", state)
     unknown = [s for s in scopes if s not in SCOPE_CLAIMS]
     if unknown:
-        raise _RedirectError("invalid_scope", f"unknown scope {unknown[0][:50]}", state)
+        raise RedirectError("invalid_scope", f"unknown scope {unknown[0][:50]}", state)
     acr_values = values["acr_values"].split()
     if not acr_values or any(acr not in ACR_LEVELS for acr in acr_values):
-        raise _RedirectError("invalid_request", "acr_values must be eidas1, eidas2 or eidas3", state)
+        raise RedirectError("invalid_request", "acr_values must be eidas1, eidas2 or eidas3", state)
     if len(values["state"]) < fcplus.MIN_RANDOM_LENGTH:
-        raise _RedirectError("invalid_request", "state is required (at least 32 characters)", state)
+        raise RedirectError("invalid_request", "state is required (at least 32 characters)", state)
     if len(values["nonce"]) < fcplus.MIN_RANDOM_LENGTH:
-        raise _RedirectError("invalid_request", "nonce is required (at least 32 characters)", state)
+        raise RedirectError("invalid_request", "nonce is required (at least 32 characters)", state)
     prompts = values["prompt"].split()
     if "none" in prompts:
         # FranceConnect+ keeps no session: the person must always authenticate.
-        raise _RedirectError("login_required", "no session at FranceConnect+", state)
+        raise RedirectError("login_required", "no session at FranceConnect+", state)
     if any(p not in ("login", "consent") for p in prompts):
-        raise _RedirectError("invalid_request", "unsupported prompt value", state)
+        raise RedirectError("invalid_request", "unsupported prompt value", state)
     return AuthorizationRequest(scope=" ".join(scopes), acr_values=" ".join(acr_values), state=values["state"],
                                 nonce=values["nonce"], prompt=" ".join(prompts))
 
 
-def _back_to_client(settings: Settings, params: dict[str, str], *, status: int = 302) -> Response:
-    params = {**params, "iss": issuer(settings)}  # RFC 9207: in every authorization response
-    target = redirect_uri(settings)
+def back_to_client(issuer_url: str, target: str, params: dict[str, str], *, status: int = 302) -> Response:
+    """Redirect to the client's ``target`` with ``params`` and ``iss`` (RFC 9207: in every authorization
+    response)."""
+    params = {**params, "iss": issuer_url}
     separator = "&" if "?" in target else "?"
     return redirect(f"{target}{separator}{urllib.parse.urlencode(params)}", code=status)
 
 
-def _error_back(settings: Settings, exc: _RedirectError, *, status: int = 302) -> Response:
+def error_back(issuer_url: str, target: str, exc: RedirectError, *, status: int = 302) -> Response:
+    """Send the authorization error ``exc`` back to the client's ``target`` (RFC 6749 §4.1.2.1)."""
     params = {"error": exc.error, "error_description": exc.description}
     if exc.state:
         params["state"] = exc.state
-    return _back_to_client(settings, params, status=status)
+    return back_to_client(issuer_url, target, params, status=status)
+
+
+def _back_to_client(settings: Settings, params: dict[str, str], *, status: int = 302) -> Response:
+    return back_to_client(issuer(settings), redirect_uri(settings), params, status=status)
+
+
+def _error_back(settings: Settings, exc: RedirectError, *, status: int = 302) -> Response:
+    return error_back(issuer(settings), redirect_uri(settings), exc, status=status)
 
 
 def _page_error(message: str, status: int = 400) -> Response:
@@ -463,7 +486,8 @@ def _only_when_enabled() -> None:
 
 
 @bp.after_request
-def _no_store(response: Response) -> Response:
+def no_store(response: Response) -> Response:
+    """Tokens, codes and personal data: never cached."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response
@@ -514,9 +538,9 @@ def authorize() -> Response:
     settings = _settings()
     try:
         auth = validate_authorization(settings, request.args)
-    except _PageError as exc:
+    except PageError as exc:
         return _page_error(str(exc))
-    except _RedirectError as exc:
+    except RedirectError as exc:
         return _error_back(settings, exc)
     return Response(render_template(
         "fcplus_simulator/authorize.html", fields=auth.form_fields(settings), auth=auth,
@@ -529,17 +553,17 @@ def choose() -> Response:
     settings = _settings()
     try:
         auth = validate_authorization(settings, request.form)
-    except _PageError as exc:
+    except PageError as exc:
         return _page_error(str(exc))
-    except _RedirectError as exc:
+    except RedirectError as exc:
         return _error_back(settings, exc, status=303)
     if request.form.get("action") == "cancel":
-        return _error_back(settings, _RedirectError("access_denied", "user cancelled the authentication",
+        return _error_back(settings, RedirectError("access_denied", "user cancelled the authentication",
                                                     auth.state), status=303)
     identity, behaviour = request.form.get("identity", ""), request.form.get("behaviour", NORMAL)
     if identity not in TEST_IDENTITIES or behaviour not in BEHAVIOURS:
         return _page_error(_("Identité ou comportement de test inconnu."))
-    now = _now()
+    now = epoch_now()
     code = _issue({"iss": issuer(settings), "client_id": CLIENT_ID, "redirect_uri": redirect_uri(settings),
                    "identity": identity, "behaviour": behaviour, "scope": auth.scope, "nonce": auth.nonce,
                    "acr": "eidas1" if behaviour == ACR_EIDAS1 else auth.acr, "auth_time": now, "iat": now,
@@ -563,7 +587,7 @@ def token() -> Response:
         return oauth_error("invalid_grant", "invalid or expired authorization code")
     if request.form.get("redirect_uri") != code.get("redirect_uri"):
         return oauth_error("invalid_grant", "redirect_uri does not match the authorization request")
-    identity, behaviour, now = TEST_IDENTITIES[code["identity"]], code["behaviour"], _now()
+    identity, behaviour, now = TEST_IDENTITIES[code["identity"]], code["behaviour"], epoch_now()
     id_token = _nested(
         {"iss": issuer(settings), "sub": identity.sub, "aud": client_id, "exp": now + ID_TOKEN_SECONDS,
          "iat": now, "nonce": code.get("nonce"), "acr": code.get("acr"), "amr": list(AMR),
@@ -595,7 +619,7 @@ def userinfo() -> Response:
     released = {claim for scope in str(access.get("scope", "")).split() for claim in SCOPE_CLAIMS.get(scope, ())}
     sub = _sub(f"autre:{access['identity']}") if behaviour == OTHER_SUB else identity.sub
     claims: dict[str, Any] = {"sub": sub, **{k: v for k, v in identity.claims().items() if k in released},
-                              "iss": issuer(settings), "aud": access.get("client_id"), "iat": _now()}
+                              "iss": issuer(settings), "aud": access.get("client_id"), "iat": epoch_now()}
     body = _nested(claims, key_type="EC", alg="ECDH-ES", foreign_encryption=behaviour == FOREIGN_ENCRYPTION)
     if body is None:
         return _no_keys()
@@ -606,11 +630,8 @@ def _plausible_id_token(hint: Any) -> bool:
     """True when ``hint`` is an ID token this simulator signed for our client, as the client sends it back:
     the signed JWT found inside the encrypted one (OpenID Connect Core §3.1.2.1). Its expiry does not
     matter: a person may log out long after signing in."""
-    if not isinstance(hint, str) or len(hint) > MAX_TOKEN_LENGTH or hint.count(".") != 2:
-        return False
-    try:
-        decoded = jwt.decode(hint, _key(), algorithms=[SIGNING_ALG])
-    except (JoseError, ValueError):
+    decoded = decode_own(hint, _key(), SIGNING_ALG)
+    if decoded is None:
         return False
     audience = decoded.claims.get("aud")
     audiences = audience if isinstance(audience, list) else [audience]

@@ -33,7 +33,6 @@ import dataclasses
 import functools
 import random
 import secrets
-import time
 import types
 import urllib.parse
 from collections.abc import Mapping
@@ -44,13 +43,24 @@ from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redir
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from joserfc import jwt
-from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 from werkzeug.datastructures import MultiDict
 
 from hospiconnect import appctx
 from hospiconnect.crypto import InstanceKeys
-from hospiconnect.devtools.fcplus_simulator import authenticated_client, oauth_error, single_param
+from hospiconnect.devtools.fcplus_simulator import (
+    PageError,
+    RedirectError,
+    authenticated_client,
+    back_to_client,
+    decode_own,
+    epoch_now,
+    error_back,
+    no_store,
+    oauth_error,
+    read_token,
+    single_param,
+)
 from hospiconnect.devtools.seed import ESTABLISHMENTS, LEGAL_FINESS
 from hospiconnect.directory.validation import luhn_complete
 from hospiconnect.enrollment import fcplus, psc
@@ -295,10 +305,6 @@ def _key() -> RSAKey:
     return signing_key(appctx.runtime().keys)
 
 
-def _now() -> int:
-    return int(time.time())
-
-
 def _sign(claims: dict[str, Any], typ: str = "JWT", *, foreign: bool = False) -> str:
     own = _key()
     # A foreign signature keeps our kid: the client finds our key and the signature fails against it.
@@ -311,37 +317,12 @@ def _issue(claims: dict[str, Any], typ: str) -> str:
 
 
 def _read(token: Any, typ: str, settings: Settings) -> dict[str, Any] | None:
-    """Return the claims of a code or access token issued by this simulator, or None when it is not one,
-    was tampered with, or has expired."""
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
-        return None
-    try:
-        decoded = jwt.decode(token, _key(), algorithms=[SIGNING_ALG])
-    except (JoseError, ValueError):
-        return None
-    claims = decoded.claims
-    exp = claims.get("exp")
-    if decoded.header.get("typ") != typ or claims.get("iss") != issuer(settings):
-        return None
-    if isinstance(exp, bool) or not isinstance(exp, int) or _now() >= exp:
-        return None
-    if claims.get("identity") not in TEST_IDENTITIES or claims.get("behaviour") not in BEHAVIOURS:
-        return None
-    return claims
+    return read_token(token, typ, key=_key(), alg=SIGNING_ALG, issuer_url=issuer(settings),
+                      identities=TEST_IDENTITIES, behaviours=BEHAVIOURS, max_length=MAX_TOKEN_LENGTH)
 
 
 # --- the authorization request -----------------------------------------------------------------------------
 
-class _PageError(Exception):
-    """An error shown on the simulator's page (never a redirect: the client or its URI is not trusted)."""
-
-
-class _RedirectError(Exception):
-    """An error sent back to the client's redirect URI (RFC 6749 §4.1.2.1)."""
-
-    def __init__(self, error: str, description: str, state: str | None) -> None:
-        super().__init__(error)
-        self.error, self.description, self.state = error, description, state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -370,56 +351,51 @@ class AuthorizationRequest:
 
 
 def validate_authorization(settings: Settings, params: MultiDict[str, str]) -> AuthorizationRequest:
-    """Return the validated request; raise :class:`_PageError` or :class:`_RedirectError`."""
+    """Return the validated request; raise :class:`PageError` or :class:`RedirectError`."""
     try:
         client_id, uri = single_param(params, "client_id"), single_param(params, "redirect_uri")
     except ValueError:
-        raise _PageError(_("Paramètre client_id ou redirect_uri répété.")) from None
+        raise PageError(_("Paramètre client_id ou redirect_uri répété.")) from None
     if client_id != CLIENT_ID:
-        raise _PageError(_("Client inconnu du simulateur : %(client)s.", client=(client_id or "—")[:100]))
+        raise PageError(_("Client inconnu du simulateur : %(client)s.", client=(client_id or "—")[:100]))
     if uri not in redirect_uris(settings):
-        raise _PageError(_("Adresse de retour (redirect_uri) non enregistrée : %(uri)s.", uri=(uri or "—")[:300]))
+        raise PageError(_("Adresse de retour (redirect_uri) non enregistrée : %(uri)s.", uri=(uri or "—")[:300]))
     state = params.get("state") if len(params.getlist("state")) == 1 else None
     try:
         values = {name: single_param(params, name) or "" for name in
                   ("response_type", "scope", "acr_values", "state", "nonce", "prompt", "request", "request_uri")}
     except ValueError as exc:
-        raise _RedirectError("invalid_request", f"parameter {exc} repeated", state) from None
+        raise RedirectError("invalid_request", f"parameter {exc} repeated", state) from None
     if values["request"] or values["request_uri"]:
-        raise _RedirectError("request_not_supported", "request objects are not supported", state)
+        raise RedirectError("request_not_supported", "request objects are not supported", state)
     if values["response_type"] != "code":
-        raise _RedirectError("unsupported_response_type", "response_type must be code", state)
+        raise RedirectError("unsupported_response_type", "response_type must be code", state)
     scopes = values["scope"].split()
     if "openid" not in scopes:
-        raise _RedirectError("invalid_scope", "the openid scope is required", state)
+        raise RedirectError("invalid_scope", "the openid scope is required", state)
     if any(s not in SCOPES for s in scopes):
-        raise _RedirectError("invalid_scope", "unknown scope", state)
+        raise RedirectError("invalid_scope", "unknown scope", state)
     acr_values = values["acr_values"].split() or ["eidas1"]
     if any(acr not in ACR_LEVELS for acr in acr_values):
-        raise _RedirectError("invalid_request", "acr_values must be eidas1, eidas2 or eidas3", state)
+        raise RedirectError("invalid_request", "acr_values must be eidas1, eidas2 or eidas3", state)
     if len(values["state"]) < fcplus.MIN_RANDOM_LENGTH or len(values["nonce"]) < fcplus.MIN_RANDOM_LENGTH:
-        raise _RedirectError("invalid_request", "state and nonce are required (at least 32 characters)", state)
+        raise RedirectError("invalid_request", "state and nonce are required (at least 32 characters)", state)
     prompts = values["prompt"].split()
     if "none" in prompts:
         # The simulator keeps no SSO session.
-        raise _RedirectError("login_required", "no session at the simulator", state)
+        raise RedirectError("login_required", "no session at the simulator", state)
     if any(p not in ("login", "consent") for p in prompts):
-        raise _RedirectError("invalid_request", "unsupported prompt value", state)
+        raise RedirectError("invalid_request", "unsupported prompt value", state)
     return AuthorizationRequest(redirect_uri=uri, scope=" ".join(scopes), acr_values=" ".join(acr_values),
                                 state=values["state"], nonce=values["nonce"], prompt=" ".join(prompts))
 
 
 def _back_to_client(settings: Settings, target: str, params: dict[str, str], *, status: int = 302) -> Response:
-    params = {**params, "iss": issuer(settings)}  # RFC 9207: in every authorization response
-    separator = "&" if "?" in target else "?"
-    return redirect(f"{target}{separator}{urllib.parse.urlencode(params)}", code=status)
+    return back_to_client(issuer(settings), target, params, status=status)
 
 
-def _error_back(settings: Settings, target: str, exc: _RedirectError, *, status: int = 302) -> Response:
-    params = {"error": exc.error, "error_description": exc.description}
-    if exc.state:
-        params["state"] = exc.state
-    return _back_to_client(settings, target, params, status=status)
+def _error_back(settings: Settings, target: str, exc: RedirectError, *, status: int = 302) -> Response:
+    return error_back(issuer(settings), target, exc, status=status)
 
 
 def _page_error(message: str, status: int = 400) -> Response:
@@ -439,11 +415,7 @@ def _only_when_enabled() -> None:
         abort(404)
 
 
-@bp.after_request
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
+bp.after_request(no_store)
 
 
 @bp.get("/auth/realms/esante-wallet/.well-known/openid-configuration")
@@ -488,9 +460,9 @@ def authorize() -> Response:
     settings = _settings()
     try:
         auth = validate_authorization(settings, request.args)
-    except _PageError as exc:
+    except PageError as exc:
         return _page_error(str(exc))
-    except _RedirectError as exc:
+    except RedirectError as exc:
         return _error_back(settings, request.args["redirect_uri"], exc)
     return Response(render_template(
         "psc_simulator/authorize.html", fields=auth.form_fields(), auth=auth, identities=TEST_IDENTITIES,
@@ -503,18 +475,18 @@ def choose() -> Response:
     settings = _settings()
     try:
         auth = validate_authorization(settings, request.form)
-    except _PageError as exc:
+    except PageError as exc:
         return _page_error(str(exc))
-    except _RedirectError as exc:
+    except RedirectError as exc:
         return _error_back(settings, request.form["redirect_uri"], exc, status=303)
     if request.form.get("action") == "cancel":
         return _error_back(settings, auth.redirect_uri,
-                           _RedirectError("access_denied", "user cancelled the authentication", auth.state),
+                           RedirectError("access_denied", "user cancelled the authentication", auth.state),
                            status=303)
     identity, behaviour = request.form.get("identity", ""), request.form.get("behaviour", NORMAL)
     if identity not in TEST_IDENTITIES or behaviour not in BEHAVIOURS:
         return _page_error(_("Identité ou comportement de test inconnu."))
-    now = _now()
+    now = epoch_now()
     code = _issue({"iss": issuer(settings), "client_id": CLIENT_ID, "redirect_uri": auth.redirect_uri,
                    "identity": identity, "behaviour": behaviour, "scope": auth.scope, "nonce": auth.nonce,
                    "acr": "eidas1" if behaviour == ACR_EIDAS1 else auth.acr, "auth_time": now, "iat": now,
@@ -536,7 +508,7 @@ def token() -> Response:
         return oauth_error("invalid_grant", "invalid or expired authorization code")
     if request.form.get("redirect_uri") != code.get("redirect_uri"):
         return oauth_error("invalid_grant", "redirect_uri does not match the authorization request")
-    person, behaviour, now = TEST_IDENTITIES[code["identity"]], code["behaviour"], _now()
+    person, behaviour, now = TEST_IDENTITIES[code["identity"]], code["behaviour"], epoch_now()
     id_token = _sign({"iss": issuer(settings), "sub": person.sub, "aud": client_id, "azp": client_id,
                       "exp": now + ID_TOKEN_SECONDS, "iat": now, "nonce": code.get("nonce"),
                       "acr": code.get("acr"), "amr": list(AMR_BY_MIE[person.mie]),
@@ -568,18 +540,15 @@ def userinfo() -> Response:
     released = person.claims() if "scope_all" in str(access.get("scope", "")).split() else {}
     claims: dict[str, Any] = {"sub": sub, **released}
     if behaviour == SIGNED_USERINFO:
-        body = _sign({**claims, "iss": issuer(settings), "aud": access.get("client_id"), "iat": _now()})
+        body = _sign({**claims, "iss": issuer(settings), "aud": access.get("client_id"), "iat": epoch_now()})
         return Response(body, mimetype="application/jwt")
     return jsonify(claims)
 
 
 def _plausible_id_token(hint: Any) -> bool:
     """True when ``hint`` is an ID token this simulator signed for our client (expired or not)."""
-    if not isinstance(hint, str) or len(hint) > MAX_TOKEN_LENGTH or hint.count(".") != 2:
-        return False
-    try:
-        decoded = jwt.decode(hint, _key(), algorithms=[SIGNING_ALG])
-    except (JoseError, ValueError):
+    decoded = decode_own(hint, _key(), SIGNING_ALG, max_length=MAX_TOKEN_LENGTH)
+    if decoded is None:
         return False
     return decoded.claims.get("iss") == issuer(_settings()) and decoded.claims.get("aud") == CLIENT_ID
 

@@ -201,8 +201,8 @@ def test_a_wrong_client_secret_is_refused_at_the_token_endpoint(app, keyed, sett
 def test_an_expired_code_is_invalid_grant(app, keyed, monkeypatch):
     flow = start(app)
     params = choose_identity(app.test_client(), flow.url, "camille")
-    issued = sim._now()
-    monkeypatch.setattr(sim, "_now", lambda: issued + sim.CODE_SECONDS)
+    issued = sim.epoch_now()
+    monkeypatch.setattr(sim, "epoch_now", lambda: issued + sim.CODE_SECONDS)
     with pytest.raises(fcplus.ProviderError, match="invalid_grant"):
         finish(flow, params, keyed)
 
@@ -226,8 +226,8 @@ def test_an_expired_access_token_is_refused_at_userinfo(app, keyed, monkeypatch)
     tokens = client.post(f"{BASE}/token", data={
         "grant_type": "authorization_code", "code": code, "redirect_uri": flow.config.redirect_uri,
         "client_id": sim.CLIENT_ID, "client_secret": sim.CLIENT_SECRET}).get_json()
-    issued = sim._now()
-    monkeypatch.setattr(sim, "_now", lambda: issued + sim.ACCESS_TOKEN_SECONDS)
+    issued = sim.epoch_now()
+    monkeypatch.setattr(sim, "epoch_now", lambda: issued + sim.ACCESS_TOKEN_SECONDS)
     answer = client.get(f"{BASE}/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
     assert answer.status_code == 401 and 'error="invalid_token"' in answer.headers["WWW-Authenticate"]
 

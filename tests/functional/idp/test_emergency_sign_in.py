@@ -299,3 +299,18 @@ def test_an_emergency_session_opens_no_officer_page(web, rt, session, health_rp,
         response = web.get(path)
         assert response.status_code == 403, path
         assert "accès d'urgence" in unescape(html_of(response)), path
+
+
+def test_repeated_wrong_codes_are_throttled_with_a_wait(web, rt, session, health_rp, nurse, officer):
+    credential_id, _code = issue(session, rt, nurse, officer)
+    _, interaction_id = start(web, health_rp)
+    statuses = []
+    for _ in range(8):
+        response = use_code(web, interaction_id, nurse.user_name, "AAAA-BBBB-CCCC-DDDD-EEEE")
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            break
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {401}
+    assert alert_of(response).startswith("Trop de tentatives : réessayez dans")
+    assert int(response.headers["Retry-After"]) >= 1
+    assert credential(rt, credential_id).used_at is None and live_sessions(rt, nurse) == []

@@ -138,6 +138,37 @@ class NotPaired(HospiConnectError):
         super().__init__("Votre identité Pro Santé Connect n'est associée à aucun compte de l'établissement.")
 
 
+class SignInRefused(HospiConnectError):
+    """Sign-in with PSC by a paired person who may not get in this way; ``reason`` is journaled."""
+
+    code = "psc_sign_in_refused"
+    http_status = 403
+    reason = "refused"
+    default_message = "La connexion par Pro Santé Connect n'est pas possible pour votre compte."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.default_message)
+
+
+class AccountNotActive(SignInRefused):
+    reason = "identity_not_active"
+    default_message = ("Votre compte n'est pas actif dans l'établissement : la connexion est impossible. "
+                       "Adressez-vous au support informatique.")
+
+
+class NationalMieUnknown(SignInRefused):
+    reason = "mie_unknown"
+    default_message = ("Pro Santé Connect n'a pas indiqué le moyen d'identification utilisé (carte CPS ou "
+                       "application e-CPS) : la connexion à l'établissement est impossible de cette façon.")
+
+
+class NationalMieBlocked(SignInRefused):
+    reason = "mie_blocked"
+    default_message = ("L'utilisation de ce moyen d'identification national a été suspendue ou révoquée dans "
+                       "l'établissement. Connectez-vous avec un autre moyen ou adressez-vous au service "
+                       "d'enrôlement.")
+
+
 class ForeignBrowser(psc.StateMismatch):
     message = ("Cette réponse de Pro Santé Connect est arrivée dans un autre navigateur que celui où la demande a "
                "commencé. Recommencez depuis la même fenêtre.")
@@ -354,6 +385,54 @@ def find_identity(session: Session, issuer: str, sub: str) -> Identity | None:
     """Return the person whose live link is (``issuer``, ``sub``), or None — never looked up by e-mail."""
     link = _live_link_of_subject(session, issuer, sub)
     return session.get(Identity, link.identity_id) if link is not None else None
+
+
+def sign_in(session: Session, national_identity: psc.NationalIdentity, *, client_ip: str | None = None,
+            now: dt.datetime | None = None) -> tuple[Identity, Mie]:
+    """Return the person a sign-in through PSC designates and the national MIE it used (``last_used_at`` set).
+
+    The person is the one whose live link is PSC's (issuer, ``sub``) — never found by e-mail or by name. The MIE
+    is the active one of the type PSC reported, created (proofed by the ANS) when the link predates its first
+    use; a type suspended, or revoked since the pairing, in the establishment is refused (an officer's
+    decision stands). Journals ``authn:psc:success``; the caller completes the sign-in and commits.
+    Raises :class:`NotPaired` or a :class:`SignInRefused` subclass — journaled ``authn:psc:failure`` and
+    committed, nothing else written.
+    """
+    now = now or utcnow()
+    issuer, sub = national_identity.issuer, national_identity.sub
+
+    def fail(error: HospiConnectError, reason: str, identity: Identity | None = None) -> NoReturn:
+        session.rollback()
+        audit.record(session, tags.AUTHN_PSC_FAILURE, actor="person:psc",
+                     subject=identity.public_id if identity is not None else None, client_ip=client_ip,
+                     outcome="failure", details={"purpose": LOGIN, "reason": reason, "issuer": issuer,
+                                                 "national_id_type": national_identity.national_id_type,
+                                                 "mie_type": national_identity.mie_type})
+        session.commit()
+        raise error
+
+    link = _live_link_of_subject(session, issuer, sub)
+    identity = session.get(Identity, link.identity_id) if link is not None else None
+    if link is None or identity is None:
+        fail(NotPaired(), "not_paired")
+    assert link is not None and identity is not None
+    if not identity.is_active:
+        fail(AccountNotActive(), AccountNotActive.reason, identity)
+    mie_type = national_identity.mie_type
+    if mie_type not in NATIONAL_MIE_TYPES:
+        fail(NationalMieUnknown(), NationalMieUnknown.reason, identity)
+    blocked = session.scalar(select(Mie.id).where(
+        Mie.identity_id == identity.id, Mie.type == mie_type,
+        (Mie.status == "suspended") | ((Mie.status == "revoked") & (Mie.revoked_at >= link.linked_at))).limit(1))
+    if blocked is not None and not mie_services.active_mie_for(session, identity, mie_type):
+        fail(NationalMieBlocked(), NationalMieBlocked.reason, identity)
+    mie = ensure_national_mie(session, identity, mie_type, actor=identity.user_name, client_ip=client_ip, now=now)
+    assert mie is not None
+    audit.record(session, tags.AUTHN_PSC_SUCCESS, actor=identity.public_id, subject=identity.public_id,
+                 client_ip=client_ip, details={"issuer": issuer, "link": link.public_id, "mie_type": mie_type,
+                                               "acr": national_identity.acr, "amr": list(national_identity.amr)})
+    session.flush()
+    return identity, mie
 
 
 def _lock_identity(session: Session, identity_id: int) -> None:

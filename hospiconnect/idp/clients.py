@@ -210,6 +210,12 @@ def add_client(
     if profile == PSC_PROFILE and auth_method == "none":
         raise ValidationError("Pro Santé Connect (profil psc) est un client confidentiel : un secret ou "
                               "private_key_jwt est exigé.", field="auth_method")
+    if profile == PSC_PROFILE and "offline_access" in scope.split():
+        # A refresh grant would give PSC new tokens without asking the delegation rule again: unpaired since,
+        # MIE revoked since, it would not know.
+        raise ValidationError("Pro Santé Connect (profil psc) ne reçoit pas de jeton de rafraîchissement : "
+                              "chaque délégation vérifie de nouveau l'appairage et le moyen d'identification. "
+                              "Retirez la portée offline_access.", field="scope")
     if client_id is None:
         # 128 bits; never starting with "-" or "_", which command lines would take for an option.
         client_id = "c" + secrets.token_urlsafe(16)

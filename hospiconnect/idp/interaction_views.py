@@ -237,6 +237,7 @@ def _render(step: Step, *, status: int | None = None, template: str | None = Non
     return Response(render_template(
         template, step=step, view=step.view, messages=_messages(step), errors=errors or {}, alert=alert,
         invalid=set(invalid) | set(errors or {}), values=values, emergency_offered=_emergency_offered(step),
+        psc_offered=appctx.runtime().settings.psc_enabled,
     ), status=status)
 
 
@@ -324,7 +325,7 @@ def _field(name: str) -> str:
 @bp.after_request
 def _headers(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = interactions.content_security_policy(
-        g.get("login_interaction"))
+        g.get("login_interaction"), also=interactions.psc_form_target(appctx.runtime().settings))
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response

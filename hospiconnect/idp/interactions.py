@@ -45,8 +45,13 @@ from hospiconnect.idp import checks, login_session
 from hospiconnect.idp.models import Client, Interaction, SsoSession
 from hospiconnect.settings import Settings
 
-#: RFC 8176 values an authenticator may report.
-KNOWN_AMR: frozenset[str] = frozenset({"pwd", "otp", "hwk", "swk", "pin", "user", "fpt", "face", "mfa"})
+#: RFC 8176 values an authenticator may report (the whole registry: Pro Santé Connect reports its own).
+KNOWN_AMR: frozenset[str] = frozenset({
+    "face", "fpt", "geo", "hwk", "iris", "kba", "mca", "mfa", "otp", "pin", "pop", "pwd", "rba", "retina", "sc",
+    "sms", "swk", "tel", "user", "vbm", "wia"})
+#: National MIE (Pro Santé Connect): each is two factors by itself (a card and its PIN code; a phone
+#: application unlocked by a PIN code or biometrics), and the ANS verified the identity of its holder.
+NATIONAL_MIE_TYPES: frozenset[str] = frozenset({"cps", "e-cps"})
 #: Not an RFC 8176 value: the mark of an authentication with an emergency credential (bris de glace), which
 #: relying parties see in ``amr`` (hospiconnect.authenticators.emergency).
 EMERGENCY_AMR = "emergency"
@@ -308,7 +313,7 @@ def describe(session: Session, interaction: Interaction) -> InteractionView:
     )
 
 
-def content_security_policy(interaction: Interaction | None) -> str:
+def content_security_policy(interaction: Interaction | None, *, also: str | None = None) -> str:
     """Return the Content-Security-Policy for a page of ``interaction``.
 
     ``frame-ancestors 'none'`` (no clickjacking of the login, SECURITY.md item 10). ``form-action`` must
@@ -316,17 +321,28 @@ def content_security_policy(interaction: Interaction | None) -> str:
     form submission, and the login form ends, through ``/authorize/resume``, at the client.
     """
     redirect_uri = params_of(interaction).get("redirect_uri") if interaction is not None else None
-    return csp_allowing_redirect(redirect_uri if isinstance(redirect_uri, str) else None)
+    return csp_allowing_redirect(redirect_uri if isinstance(redirect_uri, str) else None, also=also)
 
 
-def csp_allowing_redirect(redirect_uri: str | None) -> str:
+def psc_form_target(settings: Settings) -> str | None:
+    """Return the URL whose origin the sign-in page's « Se connecter avec Pro Santé Connect » form redirects
+    to (PSC's, from its discovery URL), or None (not configured, or the simulator of this very server)."""
+    if not settings.psc_enabled or settings.psc_simulator_enabled:
+        return None
+    return settings.psc_discovery_url or None
+
+
+def csp_allowing_redirect(redirect_uri: str | None, *, also: str | None = None) -> str:
     """Return the provider's Content-Security-Policy whose ``form-action`` also allows the origin of
-    ``redirect_uri`` (a page whose form ends in a redirect to a client)."""
+    ``redirect_uri`` (a page whose form ends in a redirect to a client), and of ``also`` when given."""
     targets = ["'self'"]
-    if redirect_uri:
-        parts = urlsplit(redirect_uri)
-        if parts.scheme in ("http", "https") and parts.netloc:
-            targets.append(f"{parts.scheme}://{parts.netloc}")
+    for url in (redirect_uri, also):
+        if not url:
+            continue
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if parts.scheme in ("http", "https") and parts.netloc and origin not in targets:
+            targets.append(origin)
     return ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
             f"frame-ancestors 'none'; form-action {' '.join(targets)}; base-uri 'none'; object-src 'none'")
 
@@ -414,6 +430,13 @@ def complete(session: Session, interaction: Interaction, *, client_ip: str | Non
     keys, settings = login_session.resolve_runtime(keys, settings)
     now = now or utcnow()
     _usable(session, interaction, now)
+    return _complete(session, interaction, client_ip=client_ip, user_agent=user_agent, existing_sso=existing_sso,
+                     keys=keys, settings=settings, now=now)
+
+
+def _complete(session: Session, interaction: Interaction, *, client_ip: str | None, user_agent: str | None,
+              existing_sso: SsoSession | None, keys: InstanceKeys, settings: Settings, now: dt.datetime,
+              national: NationalSignIn | None = None) -> tuple[SsoSession, str]:
     factors = interaction.factors
     person = person_id(interaction)
     if interaction.identity_id is not None:
@@ -436,16 +459,70 @@ def complete(session: Session, interaction: Interaction, *, client_ip: str | Non
     if not done:
         raise InteractionExpired("Cette demande de connexion est déjà terminée. Retournez à l'application.")
     set_committed_value(interaction, "completed_at", now)  # what the UPDATE wrote: nothing more to flush
-    facts = login_session.person_facts(session, person)
-    acr = checks.acr_for(amr, bool(facts and facts.proofed))
+    if national is not None:
+        acr = national.acr
+    else:
+        facts = login_session.person_facts(session, person)
+        acr = checks.acr_for(amr, bool(facts and facts.proofed))
     sso, cookie = login_session.open(session, keys, settings, identity_id=person, amr=amr, acr=acr,
                                      mfa="mfa" in factors, existing=existing_sso, client_ip=client_ip,
-                                     user_agent=user_agent, now=now)
+                                     user_agent=user_agent, now=now,
+                                     national_mie=national.mie_type if national is not None else None)
+    extra = {"national_mie": national.mie_type, "psc_acr": national.psc_acr} if national is not None else {}
     audit.record(session, tags.AUTHN_INTERACTION_COMPLETED, actor=identity.public_id,
                  subject=identity.public_id, client_ip=client_ip,
                  details={"client_id": interaction.client_id, "amr": sorted(set(amr)), "acr": acr,
-                          "sid": sso.sid})
+                          "sid": sso.sid, **extra})
     return sso, cookie
+
+
+@dataclasses.dataclass(frozen=True)
+class NationalSignIn:
+    """A sign-in through Pro Santé Connect, as the session records it (:func:`national_sign_in`)."""
+
+    mie_type: str
+    amr: tuple[str, ...]
+    acr: str
+    psc_acr: str
+
+
+def national_sign_in(mie_type: str, psc_amr: Iterable[str], psc_acr: str | None) -> NationalSignIn:
+    """Return what a sign-in with the national MIE ``mie_type`` through Pro Santé Connect records (pure).
+
+    * ``amr``: the RFC 8176 values PSC reported (others dropped), with ``mfa`` — a national MIE is two factors
+      by itself (:data:`NATIONAL_MIE_TYPES`);
+    * ``acr``: the higher of what PSC reported and what those factors reach for an identity the ANS verified
+      (:func:`hospiconnect.idp.checks.acr_for`: ``hwk`` with ``pin`` — the card — ``eidas3``, else ``eidas2``).
+      PSC commonly answers ``eidas1`` whatever the MIE, while the RIE counts both national MIE as compliant;
+      the access policy still caps the level by each type's ``max_acr`` (rie-2026.yaml: e-CPS ``eidas2``).
+
+    Raises :class:`ValueError` for a type that is not a national MIE.
+    """
+    if mie_type not in NATIONAL_MIE_TYPES:
+        raise ValueError(f"not a national MIE: {mie_type!r}")
+    amr = tuple(sorted({v for v in psc_amr if isinstance(v, str) and v in KNOWN_AMR} | {"mfa"}))
+    reported = psc_acr if psc_acr in checks.ACR_LEVELS else "eidas1"
+    acr = max(reported, checks.acr_for(amr, proofed=True), key=checks.acr_rank)
+    return NationalSignIn(mie_type=mie_type, amr=amr, acr=acr, psc_acr=str(psc_acr or ""))
+
+
+def complete_national(session: Session, interaction: Interaction, identity_id: int, national: NationalSignIn, *,
+                      client_ip: str | None, user_agent: str | None, existing_sso: SsoSession | None,
+                      keys: InstanceKeys | None = None, settings: Settings | None = None,
+                      now: dt.datetime | None = None) -> tuple[SsoSession, str]:
+    """Finish the interaction with a sign-in through Pro Santé Connect (the national identity already
+    found linked to ``identity_id``); return ``(session, cookie value)``.
+
+    Whatever the interaction had recorded before is replaced by this login (:func:`record_login` with
+    ``national.amr``); the session opened (or renewed, for the same person) records the national MIE and
+    ``national.acr``. Journals ``authn:interaction:login`` and ``authn:interaction:completed`` (with the
+    national MIE and PSC's own ``acr``). Raises :class:`InteractionExpired`, :class:`LoginRefused`.
+    """
+    keys, settings = login_session.resolve_runtime(keys, settings)
+    now = now or utcnow()
+    record_login(session, interaction, identity_id, list(national.amr), client_ip=client_ip, now=now)
+    return _complete(session, interaction, client_ip=client_ip, user_agent=user_agent, existing_sso=existing_sso,
+                     keys=keys, settings=settings, now=now, national=national)
 
 
 def complete_emergency(session: Session, interaction: Interaction, use: EmergencyUse, *, client_ip: str | None,

@@ -85,7 +85,7 @@ def public_id_of(session: Session, identity_id: int) -> str:
 def open(session: Session, keys: InstanceKeys, settings: Settings, *, identity_id: int, amr: Iterable[str],
          acr: str, mfa: bool, existing: SsoSession | None, client_ip: str | None, user_agent: str | None,
          now: dt.datetime | None = None, recovery_only: bool = False,
-         until: dt.datetime | None = None) -> tuple[SsoSession, str]:
+         until: dt.datetime | None = None, national_mie: str | None = None) -> tuple[SsoSession, str]:
     """Open or renew the SSO session after an authentication; return ``(session row, cookie value)``.
 
     The cookie value is always new. With ``existing`` alive and of the same person, the row is kept (same
@@ -95,6 +95,8 @@ def open(session: Session, keys: InstanceKeys, settings: Settings, *, identity_i
     ``…:raised`` (a second factor added to the session). ``recovery_only``: the person got in with a
     recovery code, the session is for the self-service page only (any later authentication clears it).
     ``until``: the session may not outlive this moment (an emergency credential's expiry).
+    ``national_mie``: the national MIE (``cps``, ``e-cps``) of a sign-in through Pro Santé Connect; None for an
+    authentication with the establishment's own factors (a renewal by those clears it).
     """
     now = now or utcnow()
     value = secrets.token_urlsafe(32)
@@ -114,13 +116,15 @@ def open(session: Session, keys: InstanceKeys, settings: Settings, *, identity_i
         existing.last_seen_at = now
         existing.expires_at = expires_at
         existing.recovery_only = recovery_only
+        existing.national_mie = national_mie
         existing.client_ip = client_ip
         existing.user_agent = agent
         session.flush()
         audit.record(session, tags.AUTHN_SESSION_RAISED if raised else tags.AUTHN_SESSION_RENEWED,
                      actor=public_id, subject=public_id, client_ip=client_ip,
                      details={"sid": existing.sid, "amr": amr, "acr": acr,
-                              **({"recovery_only": True} if recovery_only else {})})
+                              **({"recovery_only": True} if recovery_only else {}),
+                              **({"national_mie": national_mie} if national_mie else {})})
         return existing, value
     if existing is not None and existing.ended_at is None:
         end(session, existing, reason="other_person", keys=keys, settings=settings, now=now)
@@ -128,13 +132,14 @@ def open(session: Session, keys: InstanceKeys, settings: Settings, *, identity_i
         id_hash=keys.keyed_hash(value), sid=secrets.token_urlsafe(24), identity_id=identity_id,
         created_at=now, last_seen_at=now, expires_at=expires_at, auth_time=now,
         mfa_time=now if mfa else None, amr_json=_amr_json(amr), acr=acr, client_ip=client_ip, user_agent=agent,
-        recovery_only=recovery_only,
+        recovery_only=recovery_only, national_mie=national_mie,
     )
     session.add(sso)
     session.flush()
     audit.record(session, tags.AUTHN_SESSION_OPENED, actor=public_id, subject=public_id, client_ip=client_ip,
                  details={"sid": sso.sid, "amr": amr, "acr": acr,
-                          **({"recovery_only": True} if recovery_only else {})})
+                          **({"recovery_only": True} if recovery_only else {}),
+                          **({"national_mie": national_mie} if national_mie else {})})
     return sso, value
 
 

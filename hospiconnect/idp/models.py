@@ -99,6 +99,9 @@ class SsoSession(Base):
     acr: Mapped[str] = mapped_column(String(20), default="eidas1")
     # Set when signed in with a recovery code: only the self-service page is reachable.
     recovery_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when signed in through Pro Santé Connect: the national MIE used ("cps" or "e-cps"). PSC's amr cannot
+    # tell it (a card gives "hwk" like a security key), and the access policy needs to know which MIE it was.
+    national_mie: Mapped[str | None] = mapped_column(String(10))
     ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
     end_reason: Mapped[str | None] = mapped_column(String(100))
     client_ip: Mapped[str | None] = mapped_column(String(64))

@@ -234,6 +234,8 @@ def assess(session: Session, policy: Policy, client: Client, sso: SsoSession | N
         context = EvaluationContext(
             as_of=now, app_class=app_class, acr=factors_acr(sso.amr), amr=frozenset(sso.amr),
             auth_time=sso.auth_time, population=population, client_ip=client_ip,
+            # Through Pro Santé Connect: the national MIE, which PSC's amr cannot tell (a card gives "hwk").
+            mie_types=frozenset({sso.national_mie}) if sso.national_mie else None,
             available_mie_types=person.available_types if person is not None else frozenset(), grants=grants)
         decision = evaluate(policy, context)
         result = map_decision(decision, two_factors="mfa" in sso.amr,

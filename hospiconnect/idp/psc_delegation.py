@@ -79,6 +79,7 @@ NO_COMPLIANT_MIE = "psc_no_compliant_mie"
 MIE_NOT_COMPLIANT = "psc_mie_not_compliant"
 AMR_UNMAPPED = "psc_amr_unmapped"
 EMERGENCY = "psc_emergency_access"
+NATIONAL_SESSION = "psc_national_session"
 CONFIGURATION_INVALID = "psc_configuration_invalid"
 
 _MESSAGES_FR = {
@@ -92,6 +93,8 @@ _MESSAGES_FR = {
     AMR_UNMAPPED: "Le moyen d'identification utilisé n'est pas accepté pour la connexion à Pro Santé Connect "
                   "par l'établissement.",
     EMERGENCY: "Un accès d'urgence (bris de glace) ne permet pas de se connecter à Pro Santé Connect.",
+    NATIONAL_SESSION: "Vous êtes connecté(e) à l'établissement avec votre carte CPS ou l'application e-CPS, par "
+                      "Pro Santé Connect : connectez-vous à Pro Santé Connect directement avec ce même moyen.",
     CONFIGURATION_INVALID: "La connexion à Pro Santé Connect par l'établissement est momentanément indisponible. "
                            "Prévenez le support informatique.",
 }
@@ -101,6 +104,7 @@ _DESCRIPTIONS = {
     MIE_NOT_COMPLIANT: "Delegation refused: the MIE used in this session is not compliant.",
     AMR_UNMAPPED: "Delegation refused: the MIE used has no amr value agreed for PSC.",
     EMERGENCY: "Delegation refused: emergency access is never delegated.",
+    NATIONAL_SESSION: "Delegation refused: the session was itself opened through Pro Sante Connect.",
     CONFIGURATION_INVALID: "Delegation unavailable: the amr mapping file is invalid.",
 }
 
@@ -277,6 +281,9 @@ def assess(session: Session, settings: Settings, policy: Policy, sso: SsoSession
 
     Raises :class:`DelegationConfigError` when the mapping file became invalid (the caller refuses)."""
     mapping = load_amr_mapping(settings.psc_delegation_amr_file)
+    if sso.national_mie:
+        # Opened through PSC itself: its amr is PSC's, not the local factors the mapping speaks of.
+        return Verdict(reason=NATIONAL_SESSION)
     identity = session.get(Identity, sso.identity_id)
     if identity is None:
         return Verdict(reason=NOT_PAIRED)

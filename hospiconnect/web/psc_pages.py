@@ -5,7 +5,12 @@ Routes (French pages, ``Cache-Control: no-store``):
 * ``POST /mes-moyens/identite-nationale`` — on the self-service blueprint (:mod:`hospiconnect.web.self_service`,
   which checks the two-factor session), calls :func:`start_pairing` → 303 to PSC;
 * ``GET  /psc/retour`` — the callback (redirect URI declared at PSC), shared with the sign-in;
-* ``GET  /psc/appairage`` — the success page.
+* ``GET  /psc/appairage`` — the success page;
+* ``POST /connexion/<interaction_id>/psc`` — « Se connecter avec Pro Santé Connect » on the sign-in page: a PSC
+  authorization request for the interaction → 303 to PSC; back at ``/psc/retour``, the person whose live
+  pairing is PSC's (issuer, ``sub``) is signed in with the national MIE PSC reports
+  (:func:`hospiconnect.enrollment.national.sign_in`, :func:`hospiconnect.idp.interactions.complete_national`)
+  and sent on to ``/authorize/resume/<id>``, where the access policy decides as for any sign-in.
 
 The browser is bound to the transaction by a random secret kept in the signed Flask session (only its keyed
 hash is stored), and the pairing callback also requires that the browser is still signed in as the person who
@@ -20,14 +25,16 @@ from __future__ import annotations
 import secrets
 import urllib.parse
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, make_response, redirect, render_template, request, url_for
 from flask import session as flask_session
 from werkzeug.wrappers import Response
 
 from hospiconnect import appctx
 from hospiconnect.directory.models import Identity
 from hospiconnect.enrollment import national, psc
-from hospiconnect.idp import login_session
+from hospiconnect.errors import HospiConnectError
+from hospiconnect.idp import interactions, login_session
+from hospiconnect.idp.models import Interaction
 from hospiconnect.settings import Settings
 from hospiconnect.web.security import CSP
 
@@ -136,9 +143,7 @@ def start_pairing(identity: Identity, actor: str) -> Response | tuple[str, int]:
         return _problem("Pro Santé Connect est momentanément indisponible",
                         "Pro Santé Connect ne répond pas pour le moment. Réessayez dans quelques minutes.",
                         _status_of(exc))
-    secret = flask_session.get(BROWSER_KEY)
-    if not isinstance(secret, str) or len(secret) < national.MIN_BROWSER_SECRET:
-        secret = secrets.token_urlsafe(32)
+    secret = _browser_secret()
     url = national.begin_pairing(session, rt.keys, config, discovery, identity, browser_secret=secret, actor=actor,
                                  client_ip=appctx.client_ip())
     session.commit()
@@ -155,6 +160,111 @@ def _callback_params() -> dict[str, str] | None:
         if values:
             params[name] = values[0]
     return params
+
+
+def _browser_secret() -> str:
+    """This browser's random secret (kept in the signed Flask session), created when missing."""
+    secret = flask_session.get(BROWSER_KEY)
+    if not isinstance(secret, str) or len(secret) < national.MIN_BROWSER_SECRET:
+        secret = secrets.token_urlsafe(32)
+    return secret
+
+
+def _login_problem(title: str, message: str, status: int, interaction: Interaction | None = None) -> Response:
+    """A sign-in page that says why PSC did not sign the person in; back to the sign-in page when it is still
+    open (another means may do)."""
+    back = (url_for("idp_interaction_views.show", interaction_id=interaction.id)
+            if interaction is not None and interaction.completed_at is None else None)
+    return make_response(render_template("login/psc_problem.html", title=title, message=message, back_url=back),
+                         status)
+
+
+@bp.post("/connexion/<interaction_id>/psc")
+def login_start(interaction_id: str) -> Response:
+    """« Se connecter avec Pro Santé Connect »: start a PSC authorization request for the interaction."""
+    rt = appctx.runtime()
+    session = appctx.db_session()
+    try:
+        interaction = interactions.get_interaction(session, interaction_id)
+    except (interactions.InteractionNotFound, interactions.InteractionExpired) as exc:
+        return _login_problem(_expired_title(exc), exc.message, exc.http_status)
+    if interaction.completed_at is not None:
+        return redirect(interactions.resume_url(interaction), 303)
+    try:
+        config = client_config(rt.settings)
+        discovery = national.discovery_for(config, _fetch())
+    except psc.PscError as exc:
+        session.rollback()
+        national.record_failure(session, exc, purpose=national.LOGIN, reason="discovery", actor="person:psc",
+                                client_ip=appctx.client_ip())
+        return _login_problem("Pro Santé Connect est momentanément indisponible",
+                              "Pro Santé Connect ne répond pas pour le moment. Connectez-vous avec votre moyen "
+                              "habituel ou réessayez dans quelques minutes.", _status_of(exc), interaction)
+    secret = _browser_secret()
+    url = national.begin(session, rt.keys, config, discovery, purpose=national.LOGIN, browser_secret=secret,
+                         actor="person:psc", interaction_id=interaction.id, client_ip=appctx.client_ip())
+    session.commit()
+    flask_session[BROWSER_KEY] = secret
+    return redirect(url, 303)
+
+
+def _expired_title(exc: HospiConnectError) -> str:
+    return ("Demande de connexion introuvable" if isinstance(exc, interactions.InteractionNotFound)
+            else "Demande de connexion expirée")
+
+
+def _finish_sign_in(pending: national.PendingPsc, params: dict[str, str]) -> Response:
+    """The sign-in half of ``/psc/retour``: PSC's answer → the person of the pairing → the interaction done."""
+    rt = appctx.runtime()
+    session = appctx.db_session()
+    ip = appctx.client_ip()
+    assert pending.interaction_id is not None
+    try:
+        interaction = interactions.get_interaction(session, pending.interaction_id)
+    except (interactions.InteractionNotFound, interactions.InteractionExpired) as exc:
+        session.rollback()
+        national.record_failure(session, exc, purpose=national.LOGIN, reason="interaction_expired", client_ip=ip)
+        return _login_problem(_expired_title(exc), exc.message, exc.http_status)
+    fetch = _fetch()
+    try:
+        config = client_config(rt.settings)
+        discovery = national.discovery_for(config, fetch)
+        provider_keys = national.provider_keys_for(config, discovery, fetch)
+        verified = psc.handle_callback(config, discovery, pending.transaction, params, fetch=fetch,
+                                       provider_jwks=provider_keys)
+    except psc.PscError as exc:
+        session.rollback()
+        if isinstance(exc, psc.BadTokenSignature):
+            national.forget_provider_keys(config.discovery_url)
+        national.record_failure(session, exc, purpose=national.LOGIN, client_ip=ip)
+        title = ("Connexion Pro Santé Connect annulée" if isinstance(exc, psc.AccessDenied)
+                 else "La connexion Pro Santé Connect n'a pas abouti")
+        return _login_problem(title, exc.message, _status_of(exc), interaction)
+    try:
+        identity, mie = national.sign_in(session, verified, client_ip=ip)
+    except national.NotPaired as exc:  # journaled and committed by the service
+        return _login_problem("Identité nationale non associée", exc.message + " " + NOT_PAIRED_HELP, 403,
+                              interaction)
+    except national.SignInRefused as exc:
+        return _login_problem("Connexion refusée", exc.message, exc.http_status, interaction)
+    sso = login_session.current(session, rt.keys, rt.settings,
+                                request.cookies.get(login_session.cookie_name(rt.settings)))
+    try:
+        _sso, cookie = interactions.complete_national(
+            session, interaction, identity.id, interactions.national_sign_in(mie.type, verified.amr, verified.acr),
+            client_ip=ip, user_agent=request.user_agent.string, existing_sso=sso, keys=rt.keys, settings=rt.settings)
+        session.commit()
+    except (interactions.InteractionExpired, interactions.LoginRefused) as exc:
+        session.rollback()
+        return _login_problem("Demande de connexion expirée", exc.message, 400)
+    response = redirect(interactions.resume_url(interaction), 303)
+    login_session.set_cookie(response, rt.settings, cookie)
+    return response
+
+
+NOT_PAIRED_HELP = ("Connectez-vous une première fois avec votre identifiant et votre second facteur, puis associez "
+                   "votre identité nationale depuis « Mes moyens d'identification » : vous pourrez ensuite utiliser "
+                   "votre carte CPS ou l'application e-CPS.")
 
 
 def _signed_in_identity_id() -> int | None:
@@ -181,8 +291,9 @@ def callback() -> tuple[str, int] | Response:
         session.commit()
     except psc.PscError as exc:  # journaled and committed by the service
         return _psc_failure(exc)
+    if pending.purpose == national.LOGIN and pending.interaction_id is not None:
+        return _finish_sign_in(pending, params)
     if pending.purpose != national.PAIRING or pending.identity_id is None:
-        # Sign-in with CPS/e-CPS is not offered yet: a login transaction cannot exist.
         failure = MalformedCallback("usage inconnu")
         national.record_failure(session, failure, purpose=pending.purpose, reason="unsupported_purpose",
                                 client_ip=ip)

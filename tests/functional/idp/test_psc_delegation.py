@@ -122,6 +122,11 @@ def test_cli_registers_psc_with_the_psc_profile(rt):
     unknown = runner.invoke(hospiconnect.cli.main, ["client", "add", "--name", "X", "--redirect-uri", PSC_REDIRECT,
                                                     "--class", "standard", "--profile", "fc"], obj=rt)
     assert unknown.exit_code != 0
+    # No refresh token for PSC: every delegation asks the rule again (pairing, MIE).
+    offline = runner.invoke(hospiconnect.cli.main, ["client", "add", "--name", "PSC", "--redirect-uri", PSC_REDIRECT,
+                                                    "--class", "health-data", "--profile", "psc",
+                                                    "--scope", "openid profile offline_access"], obj=rt)
+    assert offline.exit_code != 0 and "offline_access" in offline.output
 
 
 def test_unknown_profile_is_refused_by_the_service(session, rt):

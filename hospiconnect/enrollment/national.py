@@ -254,6 +254,10 @@ def begin(session: Session, keys: InstanceKeys, config: psc.PscConfig, discovery
     if not isinstance(browser_secret, str) or len(browser_secret) < MIN_BROWSER_SECRET:
         raise ValueError("browser_secret must be a random value of at least 32 characters")
     now = now or utcnow()
+    # prompt=login: PSC asks for the card or the e-CPS every time. Its own session, left in the browser of a
+    # shared workstation after someone signed out of HospiConnect, must never sign in — or pair — the next
+    # person as that one; HospiConnect's session is what spares people a second sign-in at the establishment.
+    config = dataclasses.replace(config, prompt=config.prompt or "login")
     url, transaction = psc.build_authorization_request(config, discovery, now=now)
     browser_hash = _browser_hash(keys, browser_secret)
     earlier = (PscTransaction.identity_id == identity.id) if identity is not None \

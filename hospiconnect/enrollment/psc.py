@@ -213,8 +213,9 @@ class PscConfig:
     """The client's registration at Pro Santé Connect.
 
     ``token_auth_method`` is ``client_secret_basic`` or ``client_secret_post``. ``allow_http`` is only for a
-    local simulator. ``prompt`` is not sent by default: PSC's SSO session is what spares a professional a
-    second card or app confirmation; pairing may ask ``login`` for a fresh authentication.
+    local simulator. ``prompt`` is not sent by default here; the pairing and the sign-in
+    (hospiconnect.enrollment.national.begin) send ``login``, so that PSC's own session never stands in for the
+    person at the keyboard.
     """
 
     discovery_url: str

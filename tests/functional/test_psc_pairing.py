@@ -24,7 +24,7 @@ from hospiconnect.idp import login_session
 from hospiconnect.idp.policy_explain import _summary
 from hospiconnect.policies import DEFAULT_POLICY_PATH, is_compliant, load_policy
 from hospiconnect.policies.context import IdentitySummary
-from hospiconnect.trajectory.models import TrajectorySnapshot
+from hospiconnect.trajectory.models import TrajectoryPersonStatus, TrajectorySnapshot
 from hospiconnect.trajectory.snapshots import take_snapshot
 from tests.factories import create_identity
 from tests.fcplus_helpers import wsgi_fetch
@@ -69,6 +69,7 @@ def pair(browser, key: str, *, cancel: bool = False):  # type: ignore[no-untyped
     assert started.status_code == 303, text_of(started)
     url = started.headers["Location"]
     assert url.startswith(AUTHORIZE) and "scope=openid+scope_all" in url and "acr_values=eidas1" in url
+    assert "prompt=login" in url  # never PSC's leftover session of someone else
     params = choose(browser, url, key, cancel=cancel)
     return browser.get("/psc/retour?" + urllib.parse.urlencode(params)), params
 
@@ -228,6 +229,29 @@ def test_the_national_mie_is_compliant_and_counted_by_the_trajectory(psc_app, rt
     counts = {row.indicator: row.count for row in session.scalars(
         select(TrajectorySnapshot).where(TrajectorySnapshot.day == today, TrajectorySnapshot.dimension == "all"))}
     assert counts["mie_active:e-cps"] == 1 and counts["rpps_linked"] >= 1
+
+
+def test_the_trajectory_counts_the_pairing_until_it_is_ended(psc_app, rt, session):
+    person = professional(session, "medecin-cps")
+    assert pair(signed_in(psc_app, rt, person), "medecin-cps")[0].status_code == 303
+    policy = load_policy(DEFAULT_POLICY_PATH)
+    today = policy.local_day(utcnow())
+
+    def snapshot() -> tuple[int, bool]:
+        take_snapshot(session, policy, today)
+        session.commit()
+        paired = session.scalar(select(TrajectorySnapshot.count).where(
+            TrajectorySnapshot.day == today, TrajectorySnapshot.indicator == "psc_paired",
+            TrajectorySnapshot.dimension == "all"))
+        row = session.get(TrajectoryPersonStatus, person.id)
+        return paired, row.psc_paired
+
+    assert snapshot() == (1, True)
+    session.expire_all()
+    link = national.live_link(session, session.get(Identity, person.id))
+    national.unlink(session, link.public_id, "agent", "Carte CPS déclarée volée")
+    session.commit()
+    assert snapshot() == (0, False)  # unlinked today: not paired at the end of the day
 
 
 def test_the_live_link_is_unique_in_the_database(session):

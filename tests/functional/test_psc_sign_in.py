@@ -61,7 +61,7 @@ def through_psc(browser, interaction_id: str, page, key: str, **choice):  # type
     started = browser.post(f"/connexion/{interaction_id}/psc", data={"csrf_token": csrf(page)})
     assert started.status_code == 303, text_of(started)
     url = started.headers["Location"]
-    assert url.startswith(AUTHORIZE) and "scope=openid+scope_all" in url
+    assert url.startswith(AUTHORIZE) and "scope=openid+scope_all" in url and "prompt=login" in url
     params = choose(browser, url, key, **choice)
     return browser.get("/psc/retour?" + urllib.parse.urlencode(params)), params
 

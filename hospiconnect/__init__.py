@@ -50,4 +50,15 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         logger.warning("configuration non sûre : %s", message)
     app.teardown_appcontext(appctx.close_session)
     init_web(app)
+    from hospiconnect import metrics
+
+    metrics.instrument(app)
+    if settings.trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Behind reverse proxies, the client's address, scheme and host are the ones they forwarded, believed
+        # for as many hops as configured and no more: a client's own X-Forwarded-For is never taken as its
+        # address (per-address throttling and the journal's addresses depend on it).
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     return app

@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+from pathlib import Path
 
 import click
 
 from hospiconnect.cli_common import Group, emit, fail, runtime_of
+from hospiconnect.settings import DEFAULT_FORWARDED_ALLOW_IPS
 
 @click.group(cls=Group)
 @click.pass_context
@@ -45,17 +47,31 @@ def init(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int)
-@click.option("--threads", default=4, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), envvar="HOSPICONNECT_WORKERS",
+              show_envvar=True, help="Processus de travail.")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1), envvar="HOSPICONNECT_THREADS",
+              show_envvar=True, help="Fils d'exécution par processus.")
+@click.option("--pid", "pidfile", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Fichier où écrire le PID du processus maître : « kill -HUP $(cat FICHIER) » remplace les "
+                   "processus de travail sans interrompre le service (ils relisent les fichiers de clés et "
+                   "de configuration ; l'environnement et le code installé restent ceux du démarrage).")
+@click.option("--forwarded-allow-ips", default=DEFAULT_FORWARDED_ALLOW_IPS, show_default=True,
+              envvar="HOSPICONNECT_FORWARDED_ALLOW_IPS", show_envvar=True,
+              help="Adresses des mandataires inverses dont gunicorn croit l'en-tête X-Forwarded-Proto "
+                   "(virgules ; « * » : tous).")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, workers: int, threads: int) -> None:
+def serve(ctx: click.Context, host: str, port: int, workers: int, threads: int, pidfile: Path | None,
+          forwarded_allow_ips: str) -> None:
     """Lance le serveur de production (gunicorn)."""
-    from hospiconnect.server import run_gunicorn
+    from hospiconnect.server import metrics_dir_for, run_gunicorn
 
     rt = runtime_of(ctx)
     if not rt.schema_is_current():
         fail("la base n'est pas à jour : lancez « hospiconnect init ».")
-    run_gunicorn(host=host, port=port, workers=workers, threads=threads)
+    run_gunicorn(host=host, port=port, workers=workers, threads=threads,
+                 pidfile=pidfile.absolute() if pidfile is not None else None,
+                 forwarded_allow_ips=forwarded_allow_ips,
+                 metrics_dir=metrics_dir_for(rt.settings.instance_path, port))
 
 
 @main.command()

@@ -20,6 +20,21 @@ log = logging.getLogger("hospiconnect")
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
+#: States of a database's schema for the code looking at it (:func:`schema_state`).
+CURRENT, BEHIND, AHEAD = "current", "behind", "ahead"
+
+
+def schema_state(revision: str | None, known: frozenset[str] | set[str], head: str | None) -> str:
+    """Return ``current`` (the schema is at ``head``), ``behind`` (no schema yet, or at an older revision this
+    code ships: ``hospiconnect init`` must run) or ``ahead`` (at a revision this code does not know: a newer
+    release applied its migrations while this one still serves) (pure)."""
+    if revision is not None and revision == head:
+        return CURRENT
+    if revision is None or revision in known:
+        return BEHIND
+    return AHEAD
+
+
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -58,5 +73,17 @@ class Runtime:
     def head_revision(self) -> str | None:
         return ScriptDirectory.from_config(self.alembic_config()).get_current_head()
 
+    def schema_state(self) -> str:
+        """Return :func:`schema_state` of this database for this code."""
+        return schema_state(self.schema_revision(), self.known_revisions(), self.head_revision())
+
+    def known_revisions(self) -> frozenset[str]:
+        """Return the revisions of the migrations shipped with this code."""
+        script = ScriptDirectory.from_config(self.alembic_config())
+        return frozenset(rev.revision for rev in script.walk_revisions())
+
     def schema_is_current(self) -> bool:
-        return self.schema_revision() == self.head_revision()
+        """True when this code may serve this database: its schema is at this code's newest migration, or at a
+        newer one this code does not know (a rolling upgrade: the next release applied its migrations, which
+        keep the previous release working — see README « Upgrading »)."""
+        return self.schema_state() in (CURRENT, AHEAD)

@@ -7,6 +7,7 @@ Every default that is unsafe in production produces one warning at start-up unti
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from pathlib import Path
 from typing import Mapping
@@ -24,6 +25,14 @@ DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "policies" / "rie-2026.y
 #: The levels Pro Santé Connect may be asked for (hospiconnect.enrollment.psc checks them again).
 PSC_ACR_VALUES = ("eidas1", "eidas2", "eidas3")
 
+#: Who may read ``/metrics`` when HOSPICONNECT_METRICS_ALLOWED_NETWORKS is not set: this host only.
+DEFAULT_METRICS_NETWORKS = ("127.0.0.0/8", "::1/128")
+#: More reverse proxies in a row than this is a configuration mistake, not an architecture.
+MAX_TRUSTED_PROXIES = 5
+#: Peers whose X-Forwarded-Proto gunicorn believes unless ``hospiconnect serve --forwarded-allow-ips`` (or
+#: HOSPICONNECT_FORWARDED_ALLOW_IPS) says otherwise: a proxy on the same host.
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
+
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used."""
@@ -37,6 +46,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise SettingsError(f"{name} doit être un entier (reçu {raw!r})") from exc
+
+
+def _networks(name: str, items: tuple[str, ...]) -> tuple[str, ...]:
+    """Return the CIDR networks ``items`` of the setting ``name`` in canonical form (``10.0.0.1/8`` →
+    ``10.0.0.0/8``; a bare address is a network of one). Raises SettingsError for one that is not a network."""
+    networks: list[str] = []
+    for item in items:
+        try:
+            networks.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError as exc:
+            raise SettingsError(f"{name} : « {item} » n'est pas un réseau valide "
+                                f"(notation CIDR, par exemple 10.0.0.0/8 ou ::1/128).") from exc
+    return tuple(networks)
 
 
 def _host_of(url: str | None) -> str:
@@ -108,6 +130,12 @@ class Settings:
     exception_max_days: int = 180
     # Emergency access (bris de glace): validity of an emergency credential, in hours (an officer may shorten it).
     emergency_hours: int = 8
+    # Operations. Networks (CIDR) whose clients may read /metrics; every other client gets 403.
+    metrics_allowed_networks: tuple[str, ...] = DEFAULT_METRICS_NETWORKS
+    # Reverse proxies in front of the process whose X-Forwarded-For/-Proto/-Host are believed, one hop each
+    # (werkzeug's ProxyFix). 0: none, the TCP peer is the client — any other value on a process that clients
+    # can reach directly would let them choose their own address (and escape per-address throttling).
+    trusted_proxies: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -167,6 +195,9 @@ class Settings:
             policy_check_seconds=_int(env, "HOSPICONNECT_POLICY_CHECK_SECONDS", int(cls.policy_check_seconds)),
             exception_max_days=_int(env, "HOSPICONNECT_EXCEPTION_MAX_DAYS", cls.exception_max_days),
             emergency_hours=_int(env, "HOSPICONNECT_EMERGENCY_HOURS", cls.emergency_hours),
+            metrics_allowed_networks=tuple(n.strip() for n in env.get("HOSPICONNECT_METRICS_ALLOWED_NETWORKS", "")
+                                           .split(",") if n.strip()) or DEFAULT_METRICS_NETWORKS,
+            trusted_proxies=_int(env, "HOSPICONNECT_TRUSTED_PROXIES", cls.trusted_proxies),
         )
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
@@ -178,6 +209,10 @@ class Settings:
             raise SettingsError("HOSPICONNECT_EXCEPTION_MAX_DAYS doit être compris entre 1 et 3650.")
         if not 1 <= settings.emergency_hours <= 24:
             raise SettingsError("HOSPICONNECT_EMERGENCY_HOURS doit être compris entre 1 et 24.")
+        settings = dataclasses.replace(settings, metrics_allowed_networks=_networks(
+            "HOSPICONNECT_METRICS_ALLOWED_NETWORKS", tuple(settings.metrics_allowed_networks)))
+        if not 0 <= settings.trusted_proxies <= MAX_TRUSTED_PROXIES:
+            raise SettingsError(f"HOSPICONNECT_TRUSTED_PROXIES doit être compris entre 0 et {MAX_TRUSTED_PROXIES}.")
         if settings.psc_acr_values not in PSC_ACR_VALUES:
             raise SettingsError(f"HOSPICONNECT_PSC_ACR_VALUES doit valoir {', '.join(PSC_ACR_VALUES)}.")
         return settings

@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.sql.util import find_tables
 
+from hospiconnect import metrics
 from hospiconnect.audit.models import GENESIS_HASH, AuditEvent, AuditHead
 from hospiconnect.audit.tags import TAG_RE
 from hospiconnect.db import utcnow
@@ -95,9 +96,11 @@ def record(
     The event is appended to the chain when the transaction commits (or earlier, when the session reads the
     journal), so it exists if and only if the change it records was committed, and the journal's lock is
     held only while the transaction commits. ``seq`` and ``hash`` are set on the returned object then.
-    Raises ValueError for a malformed tag or outcome.
+    Sign-in events are counted in the process's metrics here, at record time, not at commit
+    (:func:`hospiconnect.metrics.journal_event`). Raises ValueError for a malformed tag or outcome.
     """
     event = _event(tag, actor, subject, client_ip, outcome, details, utcnow())
+    metrics.journal_event(tag, outcome, details)
     if not session.in_transaction():
         session.begin()  # so that a rollback, even before any statement, forgets the event
     session.info.setdefault(_PENDING, []).append(event)
@@ -122,7 +125,16 @@ def _insert_and_move_head(count: int) -> Any:
 
 def _append(session: Session, events: list[AuditEvent]) -> None:
     """Chain ``events`` after the journal's head and write them: the head's row is locked first (until the
-    transaction ends), so appends are serialised and ``seq`` stays contiguous."""
+    transaction ends), so appends are serialised and ``seq`` stays contiguous. A failure is counted
+    (``hospiconnect_journal_write_failures_total``) and raised: the transaction cannot commit."""
+    try:
+        _chain_and_write(session, events)
+    except Exception:
+        metrics.journal_write_failed()
+        raise
+
+
+def _chain_and_write(session: Session, events: list[AuditEvent]) -> None:
     count = len(events)
     head = session.execute(_bump(count)).first()
     if head is None:

@@ -18,12 +18,14 @@ import functools
 import os
 import re
 import threading
+import time
 import unicodedata
 from typing import Iterable
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from hospiconnect import metrics
 from hospiconnect.directory.normalize import normalize_name
 
 MIN_LENGTH = 12
@@ -82,14 +84,19 @@ def verify(stored_hash: str, password: str) -> Verification:
 
     Returns ``Verification(ok, new_hash)``; ``new_hash`` is set on a match when the stored hash used other
     parameters than :data:`ARGON2_PARAMETERS` (the caller stores it: transparent rehash). A malformed
-    stored hash is a mismatch, never an exception.
+    stored hash is a mismatch, never an exception. Each call is counted and timed in the process's metrics
+    (:func:`hospiconnect.metrics.password_validation`; the wait for a hashing slot is not timed).
     """
     prepared = prepare(password)
     with _slots:
+        started = time.perf_counter()
         try:
             _hasher.verify(stored_hash, prepared)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
+        except (VerifyMismatchError, VerificationError, InvalidHashError) as exc:
+            outcome = "invalid_hash" if isinstance(exc, InvalidHashError) else "mismatch"
+            metrics.password_validation(outcome, time.perf_counter() - started)
             return Verification(False)
+        metrics.password_validation("match", time.perf_counter() - started)
         if not _hasher.check_needs_rehash(stored_hash):
             return Verification(True)
         return Verification(True, _hasher.hash(prepared))

@@ -21,7 +21,7 @@ from flask_wtf.csrf import ValidationError as CSRFError
 from flask_wtf.csrf import generate_csrf, validate_csrf
 from werkzeug.exceptions import HTTPException
 
-from hospiconnect import appctx, policies_runtime
+from hospiconnect import appctx, metrics, policies_runtime
 from hospiconnect.audit import service as audit
 from hospiconnect.audit import tags
 from hospiconnect.db import utcnow
@@ -126,8 +126,16 @@ def _authlib(call: Any) -> Response:
 
 @bp.post("/token")
 def token() -> Response:
-    """RFC 6749 §3.2: the token endpoint (authorization_code and refresh_token grants)."""
-    return _authlib(lambda: get_server().create_token_response())
+    """RFC 6749 §3.2: the token endpoint (authorization_code and refresh_token grants).
+
+    Every answer is counted (``hospiconnect_token_grants_total``) here rather than from the journal: not
+    every refusal is journaled as a token refusal (an unsupported grant type or a malformed request is not
+    journaled; a failed client authentication is, under a tag shared with introspection and revocation)."""
+    response = _authlib(lambda: get_server().create_token_response())
+    body = response.get_json(silent=True) if response.status_code != 200 else None
+    metrics.token_grant(request.form.get("grant_type"), response.status_code,
+                        body.get("error") if isinstance(body, dict) else None)
+    return response
 
 
 @bp.post("/introspect")

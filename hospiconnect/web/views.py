@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, jsonify, render_template
+from flask import Blueprint, Flask, Response, jsonify, render_template, request
 from flask_babel import Babel
+
+from hospiconnect import appctx, metrics
+from hospiconnect.web import readiness
 
 bp = Blueprint("home", __name__)
 
@@ -16,6 +19,36 @@ def index() -> str:
 @bp.get("/healthz")
 def healthz():  # type: ignore[no-untyped-def]
     return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Whether this process can serve (hospiconnect.web.readiness): 200 when every check passes, else 503
+    with ``Retry-After``; the reverse proxy sends traffic only to ready instances."""
+    result = readiness.check(appctx.runtime())
+    response = jsonify({"status": "ready" if result.ready else "not_ready", "checks": result.checks})
+    if not result.ready:
+        response.status_code = 503
+        response.headers["Retry-After"] = str(readiness.RETRY_AFTER_SECONDS)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/metrics")
+def metrics_page() -> Response:
+    """Prometheus metrics of this server (every worker), for clients of HOSPICONNECT_METRICS_ALLOWED_NETWORKS
+    only: counts of sign-ins and token grants reveal activity, not for anyone who can reach the port."""
+    networks = appctx.runtime().settings.metrics_allowed_networks
+    if not metrics.client_allowed(appctx.client_ip(), networks):
+        response = jsonify({"error": "forbidden",
+                            "message": "Les métriques ne sont accessibles que depuis les réseaux autorisés "
+                                       "(HOSPICONNECT_METRICS_ALLOWED_NETWORKS)."})
+        response.status_code = 403
+    else:
+        body, content_type = metrics.exposition(request.headers.get("Accept"))
+        response = Response(body, content_type=content_type)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def init_app(app: Flask) -> None:

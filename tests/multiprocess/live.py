@@ -11,15 +11,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
+from urllib.parse import urlsplit
 
+import redis
 import requests
 
 from hospiconnect.idp import login_session
@@ -178,3 +183,125 @@ def open_sso_session(rt: Runtime, identity_id: int, *, amr: Iterable[str] = MFA_
 def cookie_header(rt: Runtime, value: str) -> dict[str, str]:
     """Return the ``Cookie`` header carrying the SSO cookie ``value`` (for plain HTTP clients)."""
     return {"Cookie": f"{login_session.cookie_name(rt.settings)}={value}"}
+
+
+# --- Browsers on the HTML pages, and requests released together -------------------------------------------
+#
+# A ``requests.Session`` plays the browser: its cookies are scoped by host, not by port (RFC 6265 §8.5), so
+# one jar carries the same cookies to both instances, as one browser does behind a load balancer. The CSRF
+# token of a page is valid on the other instance since both sign with the same key file.
+
+_CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+RACE_TIMEOUT_SECONDS = 60.0
+
+
+def csrf_token_of(html: str) -> str:
+    """Return the CSRF token of the (first) form of a page."""
+    found = _CSRF_FIELD.search(html)
+    if found is None:
+        raise AssertionError(f"no CSRF token in the page:\n{html[:1500]}")
+    return found.group(1)
+
+
+def path_of(location: str) -> str:
+    """Return the path and query of a ``Location`` header, absolute (issuer's host) or relative: the tests
+    send it to the instance of their choice."""
+    parts = urlsplit(location)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def page(browser: requests.Session, server: ServerProcess, path: str, **params: str) -> requests.Response:
+    """GET ``path`` on ``server`` as ``browser``, without following redirects."""
+    return browser.get(f"{server.url}{path}", params=params or None, allow_redirects=False,
+                       timeout=RACE_TIMEOUT_SECONDS)
+
+
+def post_form(browser: requests.Session, server: ServerProcess, path: str, data: Mapping[str, str], *,
+              token: str) -> requests.Response:
+    """POST a form with the CSRF token ``token`` to ``path`` on ``server``, without following redirects."""
+    return browser.post(f"{server.url}{path}", data={**data, "csrf_token": token}, allow_redirects=False,
+                        timeout=RACE_TIMEOUT_SECONDS)
+
+
+def copy_browser(browser: requests.Session) -> requests.Session:
+    """Return a new browser holding the cookies of ``browser`` (the same person's tabs, or a stolen jar)."""
+    other = requests.Session()
+    other.cookies.update(browser.cookies)
+    return other
+
+
+@dataclasses.dataclass
+class Racer:
+    """One request of a race: ``send`` is called with nothing once every racer is ready."""
+
+    server: ServerProcess
+    browser: requests.Session
+    send: Callable[[], requests.Response]
+
+
+def release_together(racers: list[Racer]) -> list[tuple[str, requests.Response]]:
+    """Run every racer's ``send`` at once, from its own thread; return ``(instance name, response)`` pairs
+    in the racers' order.
+
+    Each racer first opens its keep-alive connection (``/healthz`` on its instance) and then waits at a
+    barrier, so the requests leave together rather than one connection set-up apart.
+    """
+    barrier = threading.Barrier(len(racers))
+
+    def run(racer: Racer) -> tuple[str, requests.Response]:
+        racer.browser.get(f"{racer.server.url}/healthz", timeout=RACE_TIMEOUT_SECONDS)
+        barrier.wait(timeout=RACE_TIMEOUT_SECONDS)
+        return racer.server.name, racer.send()
+
+    with ThreadPoolExecutor(max_workers=len(racers)) as pool:
+        futures = [pool.submit(run, racer) for racer in racers]
+        return [future.result(timeout=2 * RACE_TIMEOUT_SECONDS) for future in futures]
+
+
+#: Where :class:`hospiconnect.ratelimit.RedisBackend` keeps its counters (its default prefix).
+THROTTLE_PREFIX = "hospiconnect:throttle:"
+
+
+def throttle_counter(client: redis.Redis, key: str) -> tuple[int, float | None] | None:
+    """Return ``(failures, locked until as epoch seconds or None)`` of the throttle counter ``key``
+    (:func:`hospiconnect.ratelimit.account_key` or ``ip_key``) in Redis, or None when there is none."""
+    failures, locked_until = client.hmget(THROTTLE_PREFIX + key, "f", "u")
+    if failures is None:
+        return None
+    return int(failures), float(locked_until) if locked_until is not None else None
+
+
+# --- One server with options of its own (pid file, worker count from the environment) ----------------------
+
+
+def start_serve(name: str, env: Mapping[str, str], log_dir: Path, *, options: Iterable[str] = (),
+                port: int | None = None) -> ServerProcess:
+    """Start ``hospiconnect serve --host 127.0.0.1 --port PORT OPTIONS…`` and return at once, like
+    :func:`start_server` but with the options given as they are (none: the command's defaults and
+    environment apply)."""
+    port = port or free_port()
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*hospiconnect_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *options],
+            env=dict(env), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return ServerProcess(name=name, port=port, process=process, log_path=log_path)
+
+
+def child_pids(pid: int) -> set[int]:
+    """Return the processes whose parent is ``pid`` (a gunicorn master's workers), read from /proc."""
+    children: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # "pid (command) state ppid …": the command may hold spaces and parentheses, the last ")" ends it.
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.add(int(entry.name))
+    return children

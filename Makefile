@@ -44,6 +44,8 @@ bench: $(STAMP)
 	  $(BIN)/python benchmarks/authenticators.py && $(BIN)/python benchmarks/webauthn_bench.py 1000'
 	rm -rf $(CURDIR)/.bench-instance
 	$(BIN)/python benchmarks/idp.py --database-url "$(BENCH_DATABASE_URL)"
+	npm ci --prefix benchmarks/peer --no-audit --no-fund
+	$(BIN)/python benchmarks/side_by_side.py --database-url "$(BENCH_DATABASE_URL)"
 	$(BIN)/python benchmarks/trajectory.py --database-url "$(BENCH_DATABASE_URL:/hospiconnect_bench=/hc_bench_trajectory)"
 
 lint: $(STAMP)

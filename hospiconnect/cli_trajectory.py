@@ -216,7 +216,8 @@ def _target_line(d: dict[str, Any]) -> str:
 @click.option("--dimension", default="all", show_default=True,
               help="all, rpps, contract_type, establishment, pole, unit ou role.")
 @click.option("--value", default="", help="Valeur de la dimension (with/without, code d'unité, type de contrat…).")
-@click.option("--indicator", default="compliant", show_default=True, help="compliant, proofed ou rpps_linked.")
+@click.option("--indicator", default="compliant", show_default=True,
+              help="compliant, proofed, rpps_linked ou psc_paired.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def target_add(ctx: click.Context, label: str | None, percent: str | None, due: str | None, dimension: str,

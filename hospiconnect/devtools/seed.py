@@ -802,7 +802,7 @@ def seed_demo(session: Session, keys: InstanceKeys, count: int = 300, *, seed: i
         parts.extend(remote_demo_summary(session, settings))
         from hospiconnect.devtools.seed_psc import psc_demo_summary  # local: it imports this module
 
-        parts.extend(psc_demo_summary(session, keys, settings))
+        parts.extend(psc_demo_summary(session, keys, settings, past))
         if history_days:
             from hospiconnect.devtools.seed_history import ensure_trajectory
 

@@ -8,23 +8,42 @@ professional, ``sage-femme-inconnue``, deliberately has no directory entry: pair
 
 Pairing needs a session with two factors: each gets the demo password and an authenticator application,
 whose ``otpauth://`` URI is printed by the seed.
+
+With the demo's past year (:mod:`hospiconnect.devtools.seed_history`), :func:`pair_past_professionals` also gives
+the directory's other professionals with an RPPS number a past of pairings, so that the RSSI's trajectory shows
+« associées à Pro Santé Connect » growing month by month since pairing was offered
+(:data:`PAIRING_OPENED_DAYS` ago) rather than jumping on the day of the demo. Those links stand for people the
+simulator does not know: nobody can sign in with them through the simulator.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+import random
+import uuid
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from hospiconnect.audit import service as audit
+from hospiconnect.audit import tags
 from hospiconnect.authenticators import services as mie_services
+from hospiconnect.authenticators.models import MieTransition, Notification
 from hospiconnect.crypto import InstanceKeys
 from hospiconnect.devtools import psc_simulator
+from hospiconnect.devtools.backdate import journal_dated
 from hospiconnect.devtools.seed import ACTOR as SEED_ACTOR
-from hospiconnect.devtools.seed import DEMO_PASSWORD, EMAIL_DOMAIN, ESTABLISHMENTS, TOTP_LABEL
+from hospiconnect.devtools.seed import DEMO_PASSWORD, EMAIL_DOMAIN, ESTABLISHMENTS, TOTP_LABEL, _demo_identity_ids
 from hospiconnect.directory import services
 from hospiconnect.directory.models import Identity
+from hospiconnect.enrollment import national, psc
+from hospiconnect.enrollment.models import NationalLink
 from hospiconnect.settings import Settings
+
+if TYPE_CHECKING:
+    from hospiconnect.devtools.seed_history import PastDirectory
 
 #: (simulator key, payroll number, user name, birth date, gender, directory holds the RPPS)
 #: Their own actor: the demo seed finds its demo accounts again by the actor that set their password
@@ -70,13 +89,82 @@ def ensure_psc_demo_people(session: Session, keys: InstanceKeys, settings: Setti
     return lines
 
 
-def psc_demo_summary(session: Session, keys: InstanceKeys, settings: Settings) -> list[str]:
+#: Pairing with Pro Santé Connect was offered this many days before the demo's today.
+PAIRING_OPENED_DAYS = 180
+#: Share of the professionals with an RPPS number, active today, paired by today.
+PAIRED_SHARE = 0.4
+#: Share of the paired who sign in to PSC with a CPS card (the others with the e-CPS application).
+CPS_SHARE = 0.6
+_PAIRING_SEED = 20260128
+
+
+def pair_past_professionals(session: Session, settings: Settings, past: PastDirectory) -> int:
+    """Pair about :data:`PAIRED_SHARE` of the active identities with an RPPS number of the demo's past (neither
+    the demo accounts nor the simulator's professionals, who pair themselves) with their national identity,
+    each on a past day after pairing was offered and after their arrival, more of them as time goes on; return
+    how many. What :func:`hospiconnect.enrollment.national.complete_pairing` records — the link, the national MIE
+    proofed by the ANS, the journal — dated that day (the MIE rows and journal entries backdated, as the rest
+    of the demo's past); messages about that past are dropped. Works in the caller's transaction."""
+    rnd = random.Random(_PAIRING_SEED)
+    issuer = psc_simulator.issuer(settings)
+    opened = past.today - dt.timedelta(days=PAIRING_OPENED_DAYS)
+    accounts = _demo_identity_ids(session)
+    last_notification = session.scalar(select(func.max(Notification.id))) or 0
+    paired = 0
+    candidates = session.scalars(select(Identity).where(Identity.status == "active", Identity.rpps.is_not(None),
+                                                        Identity.id.in_(list(past.lives)))
+                                 .order_by(Identity.id)).all()
+    for identity in candidates:
+        life = past.lives[identity.id]
+        first = max(opened, life.since)
+        if identity.id in accounts or life.until is not None or first > past.today:
+            continue
+        if rnd.random() >= PAIRED_SHARE:
+            continue
+        # The square root of a uniform draw: more pairings each month than the month before.
+        day = first + dt.timedelta(days=math.floor(((past.today - first).days + 1) * math.sqrt(rnd.random())))
+        mie_type = psc.MIE_CPS if rnd.random() < CPS_SHARE else psc.MIE_E_CPS
+        _pair(session, identity, issuer, mie_type, past.clock.during(min(day, past.today)))
+        paired += 1
+    session.flush()
+    session.execute(delete(Notification).where(Notification.id > last_notification))
+    return paired
+
+
+def _pair(session: Session, identity: Identity, issuer: str, mie_type: str, at: dt.datetime) -> None:
+    """Record a pairing by RPPS at ``at`` (see :func:`pair_past_professionals`)."""
+    actor = identity.user_name
+    with journal_dated(session, at):
+        link = NationalLink(public_id=str(uuid.uuid4()), identity_id=identity.id, issuer=issuer,
+                            sub=f"psc-8{identity.rpps}", rpps=identity.rpps, method=national.METHOD_RPPS,
+                            linked_at=at, linked_by=actor)
+        session.add(link)
+        session.flush()
+        mie = national.ensure_national_mie(session, identity, mie_type, actor=actor, now=at)
+        assert mie is not None
+        mie.created_at = mie.activated_at = at
+        for transition in session.scalars(select(MieTransition).where(MieTransition.mie_id == mie.id)):
+            transition.at = at
+        audit.record(session, tags.NATIONAL_LINK_CREATED, actor=actor, subject=identity.public_id,
+                     details={"link": link.public_id, "issuer": issuer, "method": national.METHOD_RPPS,
+                              "rpps": identity.rpps, "acr": "eidas1",
+                              "amr": list(psc_simulator.AMR_BY_MIE[mie_type]), "mie_type": mie_type})
+
+
+def psc_demo_summary(session: Session, keys: InstanceKeys, settings: Settings,
+                     past: PastDirectory | None = None) -> list[str]:
     """For :func:`hospiconnect.devtools.seed.seed_demo`: the PSC demo people, when the simulator stands in for
-    PSC in a demo or development environment; the French summary parts."""
+    PSC in a demo or development environment, and — with the demo's past (``past``) — the pairings of that past;
+    the French summary parts."""
     if settings.env not in ("demo", "development") or not settings.psc_simulator_enabled:
         return []
+    parts: list[str] = []
     lines = ensure_psc_demo_people(session, keys, settings)
-    if not lines:
-        return []
-    return [f"{len(lines)} professionnel(s) pour l'appairage Pro Santé Connect (mot de passe {DEMO_PASSWORD}) : "
-            + " ; ".join(lines)]
+    if lines:
+        parts.append(f"{len(lines)} professionnel(s) pour l'appairage Pro Santé Connect (mot de passe "
+                     f"{DEMO_PASSWORD}) : " + " ; ".join(lines))
+    if past is not None:
+        paired = pair_past_professionals(session, settings, past)
+        parts.append(f"{paired} professionnel(s) associé(s) à Pro Santé Connect depuis "
+                     f"{PAIRING_OPENED_DAYS} jours")
+    return parts

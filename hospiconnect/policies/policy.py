@@ -62,8 +62,8 @@ TARGET_DIMENSIONS: tuple[str, ...] = ("all", "rpps", "contract_type", "establish
 #: Values of the ``rpps`` breakdown.
 RPPS_VALUES: tuple[str, ...] = ("with", "without")
 #: The person-level indicators whose share (among the active identities) a target may set: a compliant MIE, an
-#: MIE issued after a verified identity check, a link to the RPPS.
-TARGET_INDICATORS: tuple[str, ...] = ("compliant", "proofed", "rpps_linked")
+#: MIE issued after a verified identity check, a link to the RPPS, a pairing with Pro Santé Connect.
+TARGET_INDICATORS: tuple[str, ...] = ("compliant", "proofed", "rpps_linked", "psc_paired")
 
 #: The settings of a class, i.e. what a rule may change.
 SETTING_NAMES: tuple[str, ...] = (

@@ -31,8 +31,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 SERIES_COLUMNS = ("jour", "indicateur", "libellé", "dimension", "valeur", "nombre")
 COVERAGE_COLUMNS = ("jour", "actives", "conformes", "part conforme (%)")
-PEOPLE_COLUMNS = ("Nom", "Identifiant de connexion", "Statut", "Motif", "RPPS", "Type de contrat", "Unités",
-                  "Pôles", "Établissements (FINESS)", "Rôles", "MIE actifs", "Constat du", "Identifiant HospiConnect")
+PEOPLE_COLUMNS = ("Nom", "Identifiant de connexion", "Statut", "Motif", "RPPS", "Identité nationale",
+                  "Type de contrat", "Unités", "Pôles", "Établissements (FINESS)", "Rôles", "MIE actifs", "Constat du",
+                  "Identifiant HospiConnect")
 REPORT_COLUMNS = ("jour", "indicateur", "libellé", "dimension", "valeur", "nombre", "part des actives (%)")
 
 #: Why a person is not compliant: the compliance reason codes of the policy (hospiconnect.policies.context
@@ -84,6 +85,7 @@ class PersonRowLike(Protocol):
     roles: tuple[str, ...]
     establishments: tuple[str, ...]
     mie_types: tuple[str, ...]
+    psc_paired: bool
 
 
 class _Echo:
@@ -158,12 +160,18 @@ def _codes(values: Iterable[str]) -> str:
     return ", ".join(values)
 
 
+def national_identity_label(paired: bool) -> str:
+    """The people list's « Identité nationale » column: paired with Pro Santé Connect, or not."""
+    return "associée" if paired else "non associée"
+
+
 def person_cells(row: PersonRowLike) -> list[Any]:
-    """The people CSV's cells for one person (French values)."""
+    """The people CSV's cells for one person (French values); « Identité nationale » says whether the identity
+    was paired with Pro Santé Connect on the day of the statuses."""
     return [row.display_name, row.user_name, status_label(row.status),
             REASON_LABELS_FR.get(row.reason or "", row.reason or ""), "oui" if row.rpps else "non",
-            CONTRACT_TYPES.get(row.contract_type, row.contract_type), _codes(row.units), _codes(row.poles),
-            _codes(row.establishments), _codes(row.roles),
+            national_identity_label(row.psc_paired), CONTRACT_TYPES.get(row.contract_type, row.contract_type),
+            _codes(row.units), _codes(row.poles), _codes(row.establishments), _codes(row.roles),
             _codes(MIE_KIND_LABELS_FR.get(t, t) for t in row.mie_types), fr_date(row.day), row.public_id]
 
 
@@ -201,7 +209,8 @@ def person_json(row: PersonRowLike) -> dict[str, Any]:
     return {"id": row.public_id, "display_name": row.display_name, "user_name": row.user_name,
             "day": row.day.isoformat(), "status": row.status, "status_label": status_label(row.status),
             "reason": row.reason, "reason_label": REASON_LABELS_FR.get(row.reason or "", row.reason or ""),
-            "rpps": row.rpps, "contract_type": row.contract_type, "units": list(row.units),
+            "rpps": row.rpps, "psc_paired": row.psc_paired, "contract_type": row.contract_type,
+            "units": list(row.units),
             "poles": list(row.poles), "roles": list(row.roles), "establishments": list(row.establishments),
             "mie_types": list(row.mie_types)}
 

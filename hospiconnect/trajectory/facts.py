@@ -2,7 +2,8 @@
 
 :func:`load_people` reads the directory (identities, units and their pôles, roles, establishments), the MIE and
 their transitions (WebAuthn attachment included), the enrollment cases and their transitions, the exceptions of
-the policy's compliance class and — for history — the identity lifecycle events of the journal, and turns them into
+the policy's compliance class, the links to the national identity (Pro Santé Connect) and — for history — the
+identity lifecycle events of the journal, and turns them into
 :class:`~hospiconnect.trajectory.indicators.PersonFacts` with day intervals (end day excluded) in the policy's time
 zone. Each query returns plain rows (no ORM objects): at 100,000 identities they are read in a few seconds.
 
@@ -21,7 +22,11 @@ How each history is rebuilt (the pure helpers below, unit-tested):
 * **exceptions** (:func:`exception_interval`): in force on every day that meets ``[starts_at, ends_at)`` (cut at
   the revocation); those granted to the person, and those granted to the person's population (contract type)
   whose units, when given, include one of the person's units — the targeting of
-  :func:`hospiconnect.authorizations.services.active_exceptions_for`.
+  :func:`hospiconnect.authorizations.services.active_exceptions_for`;
+* **pairing** (:func:`link_intervals`): a person is paired (« appairée ») on every day that ends with a live link
+  to their national identity (``national_links``: from ``linked_at`` until ``unlinked_at``, the state at the end
+  of a day holding for that day), so a link and its unlinking on the same day leave no paired day. A link is
+  never deleted, so past days are rebuilt from the table alone.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from hospiconnect.authenticators.models import Mie, MieTransition, WebAuthnCrede
 from hospiconnect.authorizations.models import PolicyException
 from hospiconnect.db import utcnow
 from hospiconnect.directory.models import Identity, IdentityEstablishment, IdentityRole, IdentityUnit, OrgUnit
-from hospiconnect.enrollment.models import EnrollmentCase, EnrollmentTransition
+from hospiconnect.enrollment.models import EnrollmentCase, EnrollmentTransition, NationalLink
 from hospiconnect.enrollment.workflow import FINAL_STATES
 from hospiconnect.policies import Policy
 from hospiconnect.policies.policy import zone
@@ -164,6 +169,25 @@ def exception_interval(day_of: DayOf, starts_at: dt.datetime, ends_at: dt.dateti
     return (day_of(starts_at), last + dt.timedelta(days=1))
 
 
+def link_intervals(day_of: DayOf, links: Iterable[tuple[dt.datetime, dt.datetime | None]]) -> tuple[Interval, ...]:
+    """Return the days a person was paired, from their links ``(linked_at, unlinked_at or None)`` in any order.
+
+    The instants are put in order first, an unlinking before a new link at the same instant, so that a link
+    replaced at once leaves the person paired."""
+    changes: list[tuple[dt.datetime, bool]] = []
+    for linked_at, unlinked_at in links:
+        changes.append((_aware(linked_at), True))
+        if unlinked_at is not None:
+            changes.append((_aware(unlinked_at), False))
+    changes.sort(key=lambda change: (change[0], change[1]))
+    return _intervals_of([(day_of(instant), state) for instant, state in changes])
+
+
+def _aware(instant: dt.datetime) -> dt.datetime:
+    """A naive instant is UTC (SQLite gives naive UTC, PostgreSQL aware): comparable either way."""
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=dt.timezone.utc)
+
+
 def pole_of_units(units: Iterable[tuple[int, str, str, int | None]]) -> dict[str, str]:
     """Return the code of the pôle above each unit code (a pôle is its own), from ``(id, code, kind, parent id)``."""
     by_id = {row[0]: row for row in units}
@@ -249,6 +273,7 @@ def load_people(session: Session, *, as_of: dt.date | None = None, policy: Polic
     mie_facts = _load_mies(connection, day_of, scoped)
     enrollment = _load_enrollment(connection, day_of, scoped)
     by_identity_exc, by_population_exc = _load_exceptions(connection, day_of, compliance_class)
+    pairings = _load_links(connection, day_of, scoped)
     lifecycle = None if current_only else _load_lifecycle(session, day_of)
 
     people: list[PersonFacts] = []
@@ -279,7 +304,8 @@ def load_people(session: Session, *, as_of: dt.date | None = None, policy: Polic
             establishments=tuple(sorted(establishments.get(identity_id, ()))),
             mies=mie_facts.get(identity_id, ()), active_intervals=active,
             enrollment_intervals=tuple(sorted(enrollment.get(identity_id, ()), key=lambda i: i[0])),
-            exception_intervals=tuple(sorted(exceptions, key=lambda i: i[0]))))
+            exception_intervals=tuple(sorted(exceptions, key=lambda i: i[0])),
+            psc_intervals=pairings.get(identity_id, ())))
     return people
 
 
@@ -336,6 +362,21 @@ def _load_enrollment(connection: Connection, day_of: DayOf, scoped: Scope) -> di
     return intervals
 
 
+def _load_links(connection: Connection, day_of: DayOf, scoped: Scope) -> dict[int, tuple[Interval, ...]]:
+    """Return the paired days of each person with a link to their national identity (one query)."""
+    links: dict[int, list[tuple[dt.datetime, dt.datetime | None]]] = defaultdict(list)
+    for identity_id, linked_at, unlinked_at in connection.execute(
+            scoped(select(NationalLink.identity_id, _raw(NationalLink.linked_at), _raw(NationalLink.unlinked_at)),
+                   NationalLink.identity_id)).all():
+        links[identity_id].append((linked_at, unlinked_at))
+    result: dict[int, tuple[Interval, ...]] = {}
+    for identity_id, rows in links.items():
+        intervals = link_intervals(day_of, rows)
+        if intervals:
+            result[identity_id] = intervals
+    return result
+
+
 def _load_exceptions(connection: Connection, day_of: DayOf, compliance_class: str,
                      ) -> tuple[dict[int, list[Interval]], dict[str, list[tuple[frozenset[str], Interval]]]]:
     by_identity: dict[int, list[Interval]] = defaultdict(list)
@@ -384,5 +425,5 @@ def _json(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-__all__ = ["DayOf", "LIFECYCLE_TAGS", "case_interval", "exception_interval", "lifecycle_intervals", "load_people",
-           "mie_intervals", "pole_of_units"]
+__all__ = ["DayOf", "LIFECYCLE_TAGS", "case_interval", "exception_interval", "lifecycle_intervals", "link_intervals",
+           "load_people", "mie_intervals", "pole_of_units"]

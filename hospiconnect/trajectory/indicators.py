@@ -2,9 +2,10 @@
 
 A person is described by :class:`PersonFacts` (built from the database by :mod:`hospiconnect.trajectory.facts`):
 the breakdowns they count in, their MIE as active intervals (:class:`MieFact`), and the day intervals in which
-their identity was active in the directory, an enrollment case of theirs was open, and an exception
-(dérogation) of the policy's compliance class targeted them. Every interval is ``(first day, end day)``, the end
-day **excluded** (``None``: still running), in the policy's local days.
+their identity was active in the directory, an enrollment case of theirs was open, an exception
+(dérogation) of the policy's compliance class targeted them, and their identity was paired (« appairée ») with
+their national identity at Pro Santé Connect (a live link in ``national_links``). Every interval is
+``(first day, end day)``, the end day **excluded** (``None``: still running), in the policy's local days.
 
 For a day D, over the identities active on D (:func:`is_active`), each person has exactly one **status**
 (:func:`person_status`):
@@ -65,7 +66,8 @@ DIMENSION_LABELS_FR: dict[str, str] = {
 RPPS_LABELS_FR: dict[str, str] = {"with": "avec RPPS", "without": "sans RPPS"}
 
 #: Person-level indicators stored for every breakdown (``mie_active:<type>`` ones come on top, per MIE type/kind).
-PERSON_INDICATORS: tuple[str, ...] = ("active", *STATUSES, "proofed", "password_only", "rpps_linked")
+PERSON_INDICATORS: tuple[str, ...] = ("active", *STATUSES, "proofed", "password_only", "rpps_linked",
+                                      "psc_paired")
 MIE_ACTIVE_PREFIX = "mie_active:"
 #: ``mie_active:<kind>`` indicators always stored for ``all`` (zeros included), the product's own MIE kinds.
 DEFAULT_MIE_KINDS: tuple[str, ...] = ("password", "totp", "webauthn", "webauthn:platform", "webauthn:cross-platform")
@@ -83,6 +85,7 @@ INDICATOR_LABELS_FR: dict[str, str] = {
     "proofed": "MIE remis après vérification d'identité",
     "password_only": "mot de passe seul",
     "rpps_linked": "liées au RPPS",
+    "psc_paired": "associées à Pro Santé Connect",
     "exceptions_active": "dérogations en vigueur",
     "emergency_issued": "accès d'urgence délivrés",
     "emergency_used": "accès d'urgence utilisés",
@@ -163,6 +166,8 @@ class PersonFacts:
     active_intervals: tuple[Interval, ...]
     enrollment_intervals: tuple[Interval, ...] = ()
     exception_intervals: tuple[Interval, ...] = ()
+    #: Days with a live link to the national identity (Pro Santé Connect): the ``psc_paired`` indicator.
+    psc_intervals: tuple[Interval, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,8 +208,8 @@ def make_person(*, identity_id: int, public_id: str = "", display_name: str = ""
                 rpps: bool = False, contract_type: str = "permanent", units: Iterable[str] = (),
                 poles: Iterable[str] = (), roles: Iterable[str] = (), establishments: Iterable[str] = (),
                 mies: Iterable[MieFact] = (), active_intervals: Iterable[Interval] = (),
-                enrollment_intervals: Iterable[Interval] = (),
-                exception_intervals: Iterable[Interval] = ()) -> PersonFacts:
+                enrollment_intervals: Iterable[Interval] = (), exception_intervals: Iterable[Interval] = (),
+                psc_intervals: Iterable[Interval] = ()) -> PersonFacts:
     """Return :class:`PersonFacts` with ``summary`` built from ``mies`` (one :class:`MieSummary` per interval)."""
     mie_facts = tuple(mies)
     return PersonFacts(
@@ -213,7 +218,7 @@ def make_person(*, identity_id: int, public_id: str = "", display_name: str = ""
         establishments=tuple(establishments),
         summary=IdentitySummary(mies=tuple(m.summary() for m in mie_facts), population=contract_type),
         mies=mie_facts, active_intervals=tuple(active_intervals), enrollment_intervals=tuple(enrollment_intervals),
-        exception_intervals=tuple(exception_intervals))
+        exception_intervals=tuple(exception_intervals), psc_intervals=tuple(psc_intervals))
 
 
 def in_intervals(intervals: Iterable[Interval], day: dt.date) -> bool:
@@ -224,6 +229,12 @@ def in_intervals(intervals: Iterable[Interval], day: dt.date) -> bool:
 def is_active(person: PersonFacts, day: dt.date) -> bool:
     """Return True when the person's identity is active in the directory on ``day``."""
     return in_intervals(person.active_intervals, day)
+
+
+def is_paired(person: PersonFacts, day: dt.date) -> bool:
+    """Return True when the person's identity is linked to their national identity (Pro Santé Connect) at the end
+    of ``day``."""
+    return in_intervals(person.psc_intervals, day)
 
 
 def person_status(policy: Policy, person: PersonFacts, day: dt.date) -> PersonStatus:
@@ -278,6 +289,8 @@ def person_vector(policy: Policy, person: PersonFacts, day: dt.date,
         vector["password_only"] = 1
     if person.rpps:
         vector["rpps_linked"] = 1
+    if is_paired(person, day):
+        vector["psc_paired"] = 1
     return vector
 
 
@@ -368,11 +381,12 @@ def policy_change_days(policy: Policy) -> tuple[dt.date, ...]:
 
 
 def change_days(person: PersonFacts, policy_days: Iterable[dt.date] = ()) -> set[dt.date]:
-    """Return the days on which the person's indicators may change: every bound of their intervals, the days
-    their MIE's identity checks are dated, and ``policy_days`` (:func:`policy_change_days`). Between two of them
-    every indicator of the person is constant."""
+    """Return the days on which the person's indicators may change: every bound of their intervals (a pairing
+    and its end included), the days their MIE's identity checks are dated, and ``policy_days``
+    (:func:`policy_change_days`). Between two of them every indicator of the person is constant."""
     days = set(policy_days)
-    for intervals in (person.active_intervals, person.enrollment_intervals, person.exception_intervals):
+    for intervals in (person.active_intervals, person.enrollment_intervals, person.exception_intervals,
+                      person.psc_intervals):
         for start, end in intervals:
             days.add(start)
             if end is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, Index, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hospiconnect.db import Base, UTCDateTime, utcnow
@@ -37,7 +37,9 @@ class TrajectoryPersonStatus(Base):
     """The status of one active identity on the latest snapshot day (the actionable lists and their CSV export).
 
     ``reason``: the first compliance reason code (``no_mie``, ``mie_not_proofed``…), or ``exception`` /
-    ``enrollment`` for the exempt and pending; empty for the compliant. ``units``, ``poles``, ``roles``,
+    ``enrollment`` for the exempt and pending; empty for the compliant. ``psc_paired``: a live link to the
+    national identity (Pro Santé Connect) that day; its server default lets a server of the previous release,
+    which does not name the column, still write the table during a rolling upgrade. ``units``, ``poles``, ``roles``,
     ``establishments`` and ``mie_types``: space-separated codes (filtering with LIKE stays an index-free scan
     of one small table)."""
 
@@ -49,6 +51,7 @@ class TrajectoryPersonStatus(Base):
     status: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(String(60), default="")
     rpps: Mapped[bool] = mapped_column(Boolean, default=False)
+    psc_paired: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     contract_type: Mapped[str] = mapped_column(String(20), default="")
     units: Mapped[str] = mapped_column(String(500), default="")
     poles: Mapped[str] = mapped_column(String(500), default="")

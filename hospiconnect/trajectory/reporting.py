@@ -54,12 +54,13 @@ def _headline(figures: list[dict[str, Any]]) -> dict[str, Any]:
     active = at_all.get("active", 0)
     head: dict[str, Any] = {"active": active}
     for name in ("compliant", "exempt", "pending", "non_compliant", "proofed", "password_only", "rpps_linked",
-                 "exceptions_active", "emergency_issued", "emergency_unreviewed", "emergency_reviewed"):
+                 "psc_paired", "exceptions_active", "emergency_issued", "emergency_unreviewed", "emergency_reviewed"):
         head[name] = at_all.get(name, 0)
     head["compliant_share"] = services.share(head["compliant"], active)
     head["proofed_share"] = services.share(head["proofed"], active)
     head["password_only_share"] = services.share(head["password_only"], active)
     head["rpps_share"] = services.share(head["rpps_linked"], active)
+    head["psc_share"] = services.share(head["psc_paired"], active)
     return head
 
 

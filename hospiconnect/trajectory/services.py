@@ -42,6 +42,7 @@ from hospiconnect.trajectory.targets import (  # noqa: F401
 
 ACTIVE = "active"
 COMPLIANT = "compliant"
+PSC_PAIRED = "psc_paired"
 #: Rows fetched at a time by the streaming iterators (memory stays flat whatever the number of rows).
 STREAM_BATCH = 2000
 
@@ -146,7 +147,8 @@ class TargetStatus:
     def scope_fr(self) -> str:
         """Whom the target is about, in French."""
         what = {"compliant": "MIE conforme", "proofed": "MIE remis après vérification d'identité",
-                "rpps_linked": "identité liée au RPPS"}.get(self.indicator, self.indicator)
+                "rpps_linked": "identité liée au RPPS",
+                "psc_paired": "identité associée à Pro Santé Connect"}.get(self.indicator, self.indicator)
         return f"{what} — {population_label(self.dimension, self.value)}"
 
     @property
@@ -177,7 +179,8 @@ class TargetStatus:
 
 @dataclasses.dataclass(frozen=True)
 class PersonRow:
-    """One person of the latest snapshot's lists (:func:`people`, :func:`iter_people`)."""
+    """One person of the latest snapshot's lists (:func:`people`, :func:`iter_people`). ``psc_paired``: their
+    identity was linked to their national identity (Pro Santé Connect) on that day."""
 
     identity_id: int
     public_id: str
@@ -193,6 +196,7 @@ class PersonRow:
     roles: tuple[str, ...]
     establishments: tuple[str, ...]
     mie_types: tuple[str, ...]
+    psc_paired: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,10 +311,12 @@ def breakdown(session: Session, day: dt.date, dimension: str,
 
 
 def coverage_many(session: Session, day_from: dt.date, day_to: dt.date,
-                     keys: Sequence[tuple[str, str]] | None, indicator: str = COMPLIANT,
-                     ) -> dict[tuple[str, str], list[CoveragePoint]]:
+                     keys: Sequence[tuple[str, str]] | None, indicator: str = COMPLIANT, *,
+                     counted_only: bool = False) -> dict[tuple[str, str], list[CoveragePoint]]:
     """Coverage points of several (dimension, value) keys in one query; ``keys`` None: every key. ``indicator``:
-    the counted indicator (``compliant`` by default, ``proofed``… for targets). Addition to the design."""
+    the counted indicator (``compliant`` by default, ``proofed``… for targets). ``counted_only``: leave out the
+    days that stored no count of ``indicator`` (snapshots taken before the indicator existed, ``psc_paired``
+    for instance) instead of reading them as 0. Addition to the design."""
     dims = sorted({d for d, _ in keys}) if keys else None
     query = select(TrajectorySnapshot.dimension, TrajectorySnapshot.value, TrajectorySnapshot.day,
                    TrajectorySnapshot.indicator, TrajectorySnapshot.count).where(
@@ -332,6 +338,8 @@ def coverage_many(session: Session, day_from: dt.date, day_to: dt.date,
             active = days[day].get(ACTIVE)
             if active is None:
                 continue  # a day without the active count is not a snapshot of this population
+            if counted_only and indicator not in days[day]:
+                continue
             done = days[day].get(indicator, 0)
             points.append(CoveragePoint(day, active, done, share(done, active)))
         result[key] = points
@@ -343,6 +351,15 @@ def coverage(session: Session, day_from: dt.date, day_to: dt.date, dimension: st
     """Return, for each snapshot day in [``day_from``, ``day_to``], the active and compliant counts of one
     breakdown value and the compliant share (%), in day order."""
     return coverage_many(session, day_from, day_to, [(dimension, value)]).get((dimension, value), [])
+
+
+def pairing(session: Session, day_from: dt.date, day_to: dt.date, dimension: str = "all",
+            value: str = "") -> list[CoveragePoint]:
+    """Return, for each snapshot day in [``day_from``, ``day_to``] that counted pairings, the active identities of
+    one breakdown value, those paired with Pro Santé Connect (``compliant`` holds them) and their share (%), in
+    day order. Days stored before the indicator existed are left out, not read as nobody paired."""
+    return coverage_many(session, day_from, day_to, [(dimension, value)], PSC_PAIRED,
+                         counted_only=True).get((dimension, value), [])
 
 
 def project_coverage(points: Sequence[CoveragePoint], *, today: dt.date, target: float = 100.0,
@@ -359,8 +376,9 @@ def _target_status(session: Session, today: dt.date, day: dt.date | None, *, sou
                    due: dt.date, percent: int, dimension: str, value: str, indicator: str,
                    created_by: str | None = None, created_at: dt.datetime | None = None) -> TargetStatus:
     window_from = (day or today) - dt.timedelta(days=DEFAULT_WINDOW_WEEKS * 7 - 1)
-    points = (coverage_many(session, window_from, day, [(dimension, value)], indicator).get((dimension, value), [])
-              if day is not None else [])
+    # Days stored before an indicator existed (``psc_paired``) say nothing of it: left out, not read as 0.
+    points = (coverage_many(session, window_from, day, [(dimension, value)], indicator, counted_only=True)
+              .get((dimension, value), []) if day is not None else [])
     last = points[-1] if points and points[-1].day == day else None
     active, count = (last.active, last.compliant) if last else (0, 0)
     current = last.share if last else None
@@ -408,7 +426,7 @@ def _contains(column: Any, code: str) -> Any:
 
 
 def _people_query(*, status: str | Sequence[str] | None, unit: str | None, pole: str | None,
-                  contract_type: str | None, rpps: bool | None) -> Any:
+                  contract_type: str | None, rpps: bool | None, psc: bool | None = None) -> Any:
     statuses = [status] if isinstance(status, str) else list(status or ())
     statuses = [s for s in (x.strip() for x in statuses) if s]
     unknown = [s for s in statuses if s not in STATUSES]
@@ -428,6 +446,8 @@ def _people_query(*, status: str | Sequence[str] | None, unit: str | None, pole:
         query = query.where(P.contract_type == contract_type.strip())
     if rpps is not None:
         query = query.where(P.rpps.is_(bool(rpps)))
+    if psc is not None:
+        query = query.where(P.psc_paired.is_(bool(psc)))
     return query
 
 
@@ -444,19 +464,20 @@ def _person(row: Any) -> PersonRow:
                      status=status.status, reason=status.reason or "", rpps=bool(status.rpps),
                      contract_type=status.contract_type, units=_split(status.units), poles=_split(status.poles),
                      roles=_split(status.roles), establishments=_split(status.establishments),
-                     mie_types=_split(status.mie_types))
+                     mie_types=_split(status.mie_types), psc_paired=bool(status.psc_paired))
 
 
 def people(session: Session, *, status: str | Sequence[str] | None = None, unit: str | None = None,
            pole: str | None = None, contract_type: str | None = None, rpps: bool | None = None,
-           limit: int = 50, offset: int = 0) -> PeoplePage:
+           psc: bool | None = None, limit: int = 50, offset: int = 0) -> PeoplePage:
     """Return one page of the latest snapshot's per-person statuses, by name, filtered by status (one or
-    several of :data:`STATUSES`), unit or pôle code (the person holds it among others), contract type and RPPS.
+    several of :data:`STATUSES`), unit or pôle code (the person holds it among others), contract type, RPPS and
+    pairing with Pro Santé Connect (``psc``).
 
     Raises :class:`ValidationError` for an unknown status or a bad page (limit 1..1000, offset ≥ 0)."""
     if not 1 <= limit <= 1000 or offset < 0:
         raise ValidationError("Pagination invalide (1 à 1 000 lignes par page).", field="limit", code="bad_page")
-    query = _people_query(status=status, unit=unit, pole=pole, contract_type=contract_type, rpps=rpps)
+    query = _people_query(status=status, unit=unit, pole=pole, contract_type=contract_type, rpps=rpps, psc=psc)
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     rows = [_person(r) for r in session.execute(_order(query).limit(limit).offset(offset))]
     day = session.scalar(select(func.max(TrajectoryPersonStatus.day)))
@@ -465,11 +486,11 @@ def people(session: Session, *, status: str | Sequence[str] | None = None, unit:
 
 def iter_people(session: Session, *, status: str | Sequence[str] | None = None, unit: str | None = None,
                 pole: str | None = None, contract_type: str | None = None,
-                rpps: bool | None = None) -> Iterator[PersonRow]:
+                rpps: bool | None = None, psc: bool | None = None) -> Iterator[PersonRow]:
     """Stream the same rows as :func:`people` without pages (the CSV export): fetched :data:`STREAM_BATCH` at a
     time, so memory stays flat for 100,000 people. Raises :class:`ValidationError` like :func:`people` (when
     the first row is asked for)."""
-    query = _people_query(status=status, unit=unit, pole=pole, contract_type=contract_type, rpps=rpps)
+    query = _people_query(status=status, unit=unit, pole=pole, contract_type=contract_type, rpps=rpps, psc=psc)
     for row in session.execute(_order(query).execution_options(yield_per=STREAM_BATCH)):
         yield _person(row)
 

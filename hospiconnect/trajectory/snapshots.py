@@ -9,11 +9,12 @@ lock held until commit). The snapshot of the most recent day also replaces ``tra
 actionable lists). Today's snapshot reads the directory as it is now; a past day's is rebuilt from the history.
 
 :func:`backfill` rebuilds a range of days from the history (MIE transitions, identity lifecycle in the journal,
-enrollment transitions, exceptions, journal events). It does not evaluate every person on every day: each person
-is evaluated on the days where one of their facts changes, or the policy's answer may change (dated rules,
-homologation dates) — :func:`hospiconnect.trajectory.indicators.person_timeline` — and each change is added to a
-per-day difference array, summed up day by day. Both paths share the per-person computation, so a backfilled
-day equals the snapshot of that day taken from the same data.
+enrollment transitions, exceptions, links to the national identity and their ends, journal events). It does not
+evaluate every person on every day: each person is evaluated on the days where one of their facts changes (a
+pairing or its end included), or the policy's answer may change (dated rules, homologation dates) —
+:func:`hospiconnect.trajectory.indicators.person_timeline` — and each change is added to a per-day difference
+array, summed up day by day. Both paths share the per-person computation, so a backfilled day equals the snapshot
+of that day taken from the same data.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from hospiconnect.trajectory.indicators import (
     daily_person_counts,
     evaluate_day,
     is_active,
+    is_paired,
     person_status,
     status_counts,
 )
@@ -198,7 +200,8 @@ def _replace_person_status(session: Session, policy: Policy, people: Iterable[Pe
         status = (statuses or {}).get(person.identity_id) or person_status(policy, person, day)
         types = sorted({m.kind for m in person.mies if m.active_on(day)})
         rows.append({"identity_id": person.identity_id, "day": day, "status": status.status,
-                     "reason": status.reason[:60], "rpps": person.rpps, "contract_type": person.contract_type[:20],
+                     "reason": status.reason[:60], "rpps": person.rpps, "psc_paired": is_paired(person, day),
+                     "contract_type": person.contract_type[:20],
                      "units": _joined(person.units, 500), "poles": _joined(person.poles, 500),
                      "roles": _joined(person.roles, 500), "establishments": _joined(person.establishments, 500),
                      "mie_types": _joined(types, 200)})

@@ -77,8 +77,9 @@ def _short(label: str) -> str:
 
 def coverage_chart(points: Sequence[tuple[dt.date, float]], *, line: Sequence[tuple[dt.date, float]] = (),
                    slope_per_day: float | None = None, milestones: Iterable[tuple[str, dt.date, float]] = (),
-                   title: str = "", width: int = 900, height: int = 400) -> str:
-    """The compliant share (%) day by day, the projection as a dashed line and the milestones as dots.
+                   title: str = "", series: str = "Part conforme (%)", width: int = 900, height: int = 400) -> str:
+    """The compliant share (%) day by day — or another share, named by ``series`` — the projection as a dashed
+    line and the milestones as dots.
 
     ``points``: (day, share %) in day order; ``line``: the projection's two (day, share %) ends (empty: none);
     ``slope_per_day`` lets the line be cut at :data:`HORIZON_DAYS` past the last point when its end is further;
@@ -93,7 +94,7 @@ def coverage_chart(points: Sequence[tuple[dt.date, float]], *, line: Sequence[tu
         value_formatter=fr_percent))
     last = points[-1][0]
     horizon = last + dt.timedelta(days=HORIZON_DAYS)
-    chart.add("Part conforme (%)", [(d, round(s, 2)) for d, s in points])
+    chart.add(series, [(d, round(s, 2)) for d, s in points])
     days = [d for d, _s in points]
     if len(line) == 2:
         projected = _clipped(line, slope_per_day, horizon)

@@ -41,6 +41,9 @@ DEFINITIONS: dict[str, str] = {
               "santé (personnellement ou par leur population).",
     "non_compliant": "Identités actives ni conformes, ni en dérogation, ni en cours d'enrôlement.",
     "rpps_linked": "Identités actives dont le numéro RPPS est renseigné dans l'annuaire.",
+    "psc_paired": "Identités actives associées (appairées) à leur identité nationale Pro Santé Connect à la fin du "
+                  "jour du relevé : la personne a fait l'association depuis « Mes moyens » et elle n'a pas été "
+                  "supprimée depuis.",
     "signins_mfa": "Part des connexions aux applications de la classe des données de santé (codes d'autorisation "
                    "délivrés par le fournisseur d'identité) faites avec deux facteurs, sur les derniers jours.",
     "exceptions_active": "Dérogations à la politique d'accès en vigueur le jour du relevé, toutes classes "
@@ -76,6 +79,8 @@ def headline(head: dict[str, Any], signins: dict[str, Any] | None, days: int,
          "detail": of_active(head["exempt"])},
         {"key": "rpps_linked", "label": "Liées au RPPS", "value": thousands(head["rpps_linked"]),
          "detail": of_active(head["rpps_linked"])},
+        {"key": "psc_paired", "label": "Associées à Pro Santé Connect", "value": thousands(head["psc_paired"]),
+         "detail": of_active(head["psc_paired"])},
     ]
     total = signins["total"] if signins else 0
     figures.append({"key": "signins_mfa", "label": "Connexions à deux facteurs",

@@ -50,7 +50,9 @@ STATUS_FILTERS: dict[str, tuple[str, ...]] = {"a_traiter": ("non_compliant", "pe
 STATUS_FILTER_LABELS = {"a_traiter": "À traiter (non conformes et enrôlement en cours)",
                         **{s: exports.status_label(s) for s in STATUSES}, "tous": "Tous les statuts"}
 RPPS_FILTERS = {"oui": True, "non": False}
-CHARTS = ("couverture", "repartition")
+#: The people list's « Identité nationale » filter: paired with Pro Santé Connect on the statuses' day, or not.
+PSC_FILTERS = {"oui": True, "non": False}
+CHARTS = ("couverture", "repartition", "appairage")
 #: Dimensions a breakdown chart can show (``all`` has a single value).
 BREAKDOWN_DIMENSIONS = tuple(d for d in DIMENSIONS if d != "all")
 #: Indicators the series exports may be asked for: the stored names (``mie_active:webauthn:platform``…).
@@ -158,12 +160,13 @@ def _coverage_points(session: Session, day: dt.date, dimension: str, value: str,
     return services.coverage(session, day - dt.timedelta(days=days - 1), day, dimension, value)
 
 
-def _milestones(session: Session, policy: Policy, dimension: str, value: str) -> list[tuple[str, dt.date, float]]:
-    """The compliant-share targets (policy file's and RSSI's) of one breakdown, for the coverage chart."""
+def _milestones(session: Session, policy: Policy, dimension: str, value: str,
+                indicator: str = services.COMPLIANT) -> list[tuple[str, dt.date, float]]:
+    """The targets (policy file's and RSSI's) of one breakdown counted by ``indicator``, for its chart."""
     found = [(t.label, t.due, float(t.percent)) for t in policy.targets
-             if (t.dimension, t.value, t.indicator) == (dimension, value, services.COMPLIANT)]
+             if (t.dimension, t.value, t.indicator) == (dimension, value, indicator)]
     found += [(t.label, t.due, float(t.percent)) for t in services.list_targets(session)
-              if (t.dimension, t.value, t.indicator) == (dimension, value, services.COMPLIANT)]
+              if (t.dimension, t.value, t.indicator) == (dimension, value, indicator)]
     return found
 
 
@@ -176,6 +179,23 @@ def _coverage_svg(session: Session, policy: Policy, day: dt.date, dimension: str
                                  line=projection.line, slope_per_day=projection.slope_per_day,
                                  milestones=_milestones(session, policy, dimension, value),
                                  title=f"Part conforme — {label}")
+
+
+def _pairing_points(session: Session, day: dt.date, dimension: str, value: str,
+                    days: int = MAX_DAYS) -> list[services.CoveragePoint]:
+    return services.pairing(session, day - dt.timedelta(days=days - 1), day, dimension, value)
+
+
+def _pairing_svg(session: Session, policy: Policy, day: dt.date, dimension: str, value: str, *,
+                 days: int = MAX_DAYS) -> str:
+    """The share of active identities paired with Pro Santé Connect over time (no projection: not everyone can
+    pair, so a line toward 100 % would say nothing), with the milestones of the pairing targets."""
+    points = _pairing_points(session, day, dimension, value, days)
+    label = services.population_label(dimension, value, services.value_labels(session, dimension, [value]))
+    return charts.coverage_chart([(p.day, p.share) for p in points if p.share is not None],
+                                 milestones=_milestones(session, policy, dimension, value, services.PSC_PAIRED),
+                                 title=f"Part associée à Pro Santé Connect — {label}",
+                                 series="Part associée à Pro Santé Connect (%)")
 
 
 def _breakdown_rows(session: Session, day: dt.date, dimension: str) -> list[services.BreakdownRow]:
@@ -226,6 +246,7 @@ def dashboard() -> tuple[str, int]:
     else:
         points = _coverage_points(session, day, dimension, value)
     projection = services.project_coverage(points, today=day)
+    pairing = _pairing_points(session, day, dimension, value)
     contract = _breakdown_rows(session, day, "contract_type")
     poles = _breakdown_rows(session, day, "pole")
     place = "pole" if poles else "unit"
@@ -240,6 +261,7 @@ def dashboard() -> tuple[str, int]:
         population_label=services.population_label(dimension, value,
                                                    services.value_labels(session, dimension, [value])),
         population_choices=figures.population_choices(contract, poles), points=points, projection=projection,
+        pairing=pairing,
         contract=contract, places=places, place=place, place_label=DIMENSION_LABELS_FR[place],
         thousands=figures.thousands, percent=charts.fr_percent, fr_day=figures.day_text,
         directory_pages="directory" in current_app.blueprints), 200
@@ -247,19 +269,21 @@ def dashboard() -> tuple[str, int]:
 
 @bp.get("/graphiques/<name>.svg")
 def chart(name: str) -> Response:
-    """One chart as SVG: ``couverture`` (``dimension``, ``valeur``, ``jours`` ≤ 365) or ``repartition``
-    (``dimension``)."""
+    """One chart as SVG: ``couverture`` or ``appairage`` (Pro Santé Connect) (``dimension``, ``valeur``,
+    ``jours`` ≤ 365), or ``repartition`` (``dimension``)."""
     if name not in CHARTS:
         abort(404)
     session = appctx.db_session()
     policy = _policy()
     day = services.snapshot_day(session, _today(policy))
-    if name == "couverture":
+    if name in ("couverture", "appairage"):
         dimension, value = _population(_arg("dimension"), _arg("valeur"))
         days = _int_arg("jours", MAX_DAYS, 1, MAX_DAYS)
         if day is None:
-            return _svg(charts.coverage_chart([], title="Part conforme"))
-        return _svg(_coverage_svg(session, policy, day, dimension, value, days=days))
+            return _svg(charts.coverage_chart(
+                [], title="Part conforme" if name == "couverture" else "Part associée à Pro Santé Connect"))
+        draw = _coverage_svg if name == "couverture" else _pairing_svg
+        return _svg(draw(session, policy, day, dimension, value, days=days))
     dimension = _arg("dimension") or "contract_type"
     if dimension not in BREAKDOWN_DIMENSIONS:
         raise ValidationError(f"Dimension inconnue « {dimension} » (attendu : {', '.join(BREAKDOWN_DIMENSIONS)}).",
@@ -275,7 +299,7 @@ def _people_filters() -> tuple[dict[str, str], dict[str, Any], dict[str, str]]:
     """The list's filters as typed (``form``), as the services take them (``query``), and what is wrong."""
     form = {"statut": request.args.get("statut", "")[:40], "unite": request.args.get("unite", "")[:400],
             "pole": request.args.get("pole", "")[:400], "contrat": request.args.get("contrat", "")[:40],
-            "rpps": request.args.get("rpps", "")[:10]}
+            "rpps": request.args.get("rpps", "")[:10], "psc": request.args.get("psc", "")[:10]}
     form = {k: clean(v).strip() for k, v in form.items()}
     errors: dict[str, str] = {}
     status = form["statut"] or "a_traiter"
@@ -288,15 +312,18 @@ def _people_filters() -> tuple[dict[str, str], dict[str, Any], dict[str, str]]:
         errors["contrat"] = f"Type de contrat inconnu « {form['contrat']} »."
     if form["rpps"] and form["rpps"] not in RPPS_FILTERS:
         errors["rpps"] = "RPPS : « oui », « non » ou rien."
+    if form["psc"] and form["psc"] not in PSC_FILTERS:
+        errors["psc"] = "Identité nationale : « oui », « non » ou rien."
     query = {"status": list(STATUS_FILTERS.get(status, ())), "unit": form["unite"] or None,
              "pole": form["pole"] or None, "contract_type": form["contrat"] or None,
-             "rpps": RPPS_FILTERS.get(form["rpps"])}
+             "rpps": RPPS_FILTERS.get(form["rpps"]), "psc": PSC_FILTERS.get(form["psc"])}
     return form, query, errors
 
 
 @bp.get("/personnes")
 def people() -> tuple[str, int]:
-    """Who is not compliant yet (or any status), by unit, pôle, contract type and RPPS, 50 a page."""
+    """Who is not compliant yet (or any status), by unit, pôle, contract type, RPPS and pairing with Pro Santé
+    Connect, 50 a page."""
     session = appctx.db_session()
     form, query, errors = _people_filters()
     page_text = request.args.get("page", "1")[:12].strip() or "1"
@@ -315,8 +342,8 @@ def people() -> tuple[str, int]:
         "security/trajectory/people.html", form=form, errors=errors, result=result, page=page, pages=pages,
         args=args, day=day, units=units, poles=poles, status_filters=STATUS_FILTER_LABELS,
         contract_types=CONTRACT_TYPES, status_label=exports.status_label, reasons=exports.REASON_LABELS_FR,
-        mie_labels=exports.MIE_KIND_LABELS_FR, directory_pages="directory" in current_app.blueprints,
-        thousands=figures.thousands), 400 if errors else 200
+        mie_labels=exports.MIE_KIND_LABELS_FR, national_identity=exports.national_identity_label,
+        directory_pages="directory" in current_app.blueprints, thousands=figures.thousands), 400 if errors else 200
 
 
 @bp.get("/personnes.csv")

@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 
 from hospiconnect.db import utcnow
 from hospiconnect.directory.models import Identity, OrgUnit
+from hospiconnect.enrollment.models import NationalLink
 from hospiconnect.policies import DEFAULT_POLICY_PATH, load_policy
 from hospiconnect.trajectory.snapshots import backfill
 from tests.browser._app_server import LiveServer, serve
@@ -44,7 +45,7 @@ class Stage:
 @pytest.fixture()
 def stage(rt) -> Iterator[Stage]:  # type: ignore[no-untyped-def]
     """Four people over two weeks: two equipped during them, one with a password only, one with
-    nothing; then the RSSI."""
+    nothing, the doctor paired with Pro Santé Connect; then the RSSI."""
     with serve(rt.settings) as server:
         now = utcnow()
         today = POLICY.local_day(now)
@@ -61,6 +62,11 @@ def stage(rt) -> Iterator[Stage]:  # type: ignore[no-untyped-def]
             give_mie(s, nurse, "totp", on=today - dt.timedelta(days=4), proofed=True)
             give_mie(s, doctor, "webauthn", on=today - dt.timedelta(days=1), proofed=True)
             give_mie(s, temp, "password", on=today - dt.timedelta(days=300), proofed=False)
+            # The doctor paired with Pro Santé Connect three days ago.
+            s.add(NationalLink(identity_id=doctor.id, issuer="https://psc.example", sub="psc-doctor",
+                               rpps=doctor.rpps, method="rpps", linked_by=doctor.user_name,
+                               linked_at=now - dt.timedelta(days=3)))
+            s.commit()
             backfill(s, POLICY, today - dt.timedelta(days=DAYS - 1), today, now=now)
             s.commit()
             rssi = create_identity(s, roles="rssi", birth_family_name="Securite")
@@ -78,14 +84,14 @@ def test_the_dashboard_draws_its_charts_under_its_policy(chromium, stage):  # no
     # Every chart is an image that loaded: an SVG of its own size, not a broken icon.
     page.wait_for_function(LOADED)
     images = page.locator(".traj-chart img")
-    assert images.count() == 3
+    assert images.count() == 4
     sizes = page.eval_on_selector_all(".traj-chart img", "images => images.map(i => [i.naturalWidth, i.naturalHeight])")
     assert all(width >= 800 and height > 100 for width, height in sizes), sizes
     for n in range(images.count()):
         assert images.nth(n).get_attribute("alt")
     # The SVG behind each one holds its series.
     sources = {page.locator(".traj-chart img").nth(n).get_attribute("id"):
-               page.locator(".traj-chart img").nth(n).get_attribute("src") for n in range(3)}
+               page.locator(".traj-chart img").nth(n).get_attribute("src") for n in range(4)}
     coverage = page.request.get(stage.url(sources["graphique-couverture"]))
     assert coverage.status == 200 and coverage.headers["content-type"] == "image/svg+xml; charset=utf-8"
     assert coverage.headers["content-security-policy"] == "default-src 'none'; style-src 'unsafe-inline'"
@@ -95,6 +101,9 @@ def test_the_dashboard_draws_its_charts_under_its_policy(chromium, stage):  # no
     assert "CDI ou titulaire — 100\u00a0%" in contract and "Intérim — 0\u00a0%" in contract
     poles = page.request.get(stage.url(sources["graphique-pole"])).text()
     assert "Pôle médecine — 50\u00a0%" in poles
+    pairing = page.request.get(stage.url(sources["graphique-appairage"])).text()
+    assert "Part associée à Pro Santé Connect (%)" in pairing and "<script" not in pairing
+    expect(page.locator("#chiffre-psc_paired .traj-value")).to_have_text("1")
 
     # Definitions and data tables open.
     definition = page.locator("#chiffre-compliant details")

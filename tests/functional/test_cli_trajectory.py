@@ -17,6 +17,7 @@ from hospiconnect.audit.models import AuditEvent
 from hospiconnect.authenticators.models import Mie
 from hospiconnect.cli import main
 from hospiconnect.db import utcnow
+from hospiconnect.enrollment.models import NationalLink
 from hospiconnect.policies import DEFAULT_POLICY_PATH, load_policy
 from hospiconnect.trajectory.models import TrajectoryPersonStatus, TrajectorySnapshot, TrajectoryTarget
 from tests.factories import create_identity
@@ -190,6 +191,39 @@ def test_report_html_is_printable_with_the_figures(rt, session) -> None:  # type
     assert "en retard" in html and "URG" in html
     # The same charts as the report page: SVG drawn on the server, no script.
     assert html.count("<svg") == 2 and "<script" not in html
+
+
+def test_the_report_counts_pairings_with_pro_sante_connect(rt, session) -> None:  # type: ignore[no-untyped-def]
+    people = establishment(session)
+    now = utcnow()
+    # The doctor is paired; the interim worker was, until an officer ended the link.
+    session.add_all([
+        NationalLink(identity_id=people["doctor"].id, issuer="https://psc.example", sub="psc-doctor",
+                     rpps=people["doctor"].rpps, method="rpps", linked_at=now - dt.timedelta(hours=1),
+                     linked_by="doctor"),
+        NationalLink(identity_id=people["password"].id, issuer="https://psc.example", sub="psc-interim",
+                     method="names", linked_at=now - dt.timedelta(days=2), linked_by="interim",
+                     unlinked_at=now - dt.timedelta(minutes=5), unlinked_by="agent", unlink_reason="erreur")])
+    session.commit()
+    assert run(rt, "trajectory", "snapshot").exit_code == 0
+    head = json.loads(run(rt, "trajectory", "report", "--format", "json").stdout)["headline"]
+    assert (head["psc_paired"], head["psc_share"]) == (1, 25.0)
+    result = run(rt, "trajectory", "report", "--format", "csv")
+    table = list(csv.DictReader(io.StringIO(result.stdout[1:], newline=""), delimiter=";"))
+    rows = {(r["dimension"], r["valeur"]): r for r in table if r["indicateur"] == "psc_paired"}
+    assert (rows[("all", "")]["nombre"], rows[("all", "")]["part des actives (%)"], rows[("all", "")]["libellé"]) \
+        == ("1", "25,0", "Associées à Pro Santé Connect")
+    assert (rows[("rpps", "with")]["nombre"], rows[("contract_type", "interim")]["nombre"]) == ("1", "0")
+    html = unescape(run(rt, "trajectory", "report", "--format", "html").stdout)
+    assert "associées à leur identité nationale Pro Santé Connect (1)" in html
+    # A target on pairing: 80 % of the identities with an RPPS.
+    due = (today() + dt.timedelta(days=90)).isoformat()
+    added = run(rt, "trajectory", "target", "add", "--label", "Médecins associés à PSC", "--percent", "80", "--due",
+                due, "--dimension", "rpps", "--value", "with", "--indicator", "psc_paired", "--json")
+    assert added.exit_code == 0, added.stderr
+    mine = json.loads(run(rt, "trajectory", "target", "list", "--json").stdout)[-1]
+    assert (mine["indicator"], mine["scope_fr"], mine["current_share"], mine["met"]) == (
+        "psc_paired", "identité associée à Pro Santé Connect — avec RPPS", 100.0, True)
 
 
 def test_targets_add_list_remove(rt, session) -> None:  # type: ignore[no-untyped-def]

@@ -26,7 +26,7 @@ from hospiconnect.authenticators.models import Mie, MieTransition
 from hospiconnect.authorizations import services as exceptions
 from hospiconnect.db import utcnow
 from hospiconnect.directory.models import Identity, OrgUnit
-from hospiconnect.enrollment.models import EnrollmentCase, EnrollmentTransition
+from hospiconnect.enrollment.models import EnrollmentCase, EnrollmentTransition, NationalLink
 from hospiconnect.policies import DEFAULT_POLICY_PATH, load_policy
 from hospiconnect.trajectory import exports, services
 from hospiconnect.trajectory.models import TrajectoryPersonStatus, TrajectorySnapshot, TrajectoryTarget
@@ -40,7 +40,8 @@ POLICY = load_policy(DEFAULT_POLICY_PATH)
 UTC = dt.timezone.utc
 SVG_NS = "{http://www.w3.org/2000/svg}"
 BASE = "/securite/trajectoire"
-PAGES = [BASE, f"{BASE}/graphiques/couverture.svg", f"{BASE}/graphiques/repartition.svg", f"{BASE}/personnes",
+PAGES = [BASE, f"{BASE}/graphiques/couverture.svg", f"{BASE}/graphiques/repartition.svg",
+         f"{BASE}/graphiques/appairage.svg", f"{BASE}/personnes",
          f"{BASE}/personnes.csv", f"{BASE}/series.csv", f"{BASE}/series.json", f"{BASE}/rapport", f"{BASE}/cibles"]
 HISTORY_DAYS = 21
 
@@ -127,6 +128,7 @@ def cast(session) -> Cast:  # type: ignore[no-untyped-def]
     - emma (interim, URG): a password, an exception of the health-data class from today — exempt;
     - fanny (CDD, CARDIO): nothing — non-compliant.
     CARDIO is in the pôle POLE-MED, URG in POLE-URG. Three sign-ins to the DPI today, two with two factors.
+    Pairings with Pro Santé Connect: bruno from 15 to 10 days ago (then unlinked), alice since 7 days ago.
     """
     now = utcnow()
     today = POLICY.local_day(now)
@@ -166,6 +168,12 @@ def cast(session) -> Cast:  # type: ignore[no-untyped-def]
     exceptions.grant_exception(session, POLICY, app_class="health-data", relaxation={"max_auth_age": 86400},
                                justification="Clé de sécurité en commande", identity=p["emma"],
                                ends_at=now + dt.timedelta(days=3), actor="rssi", now=now)
+    session.add_all([
+        NationalLink(identity_id=p["bruno"].id, issuer="https://psc.example", sub="psc-bruno", rpps=None,
+                     method="names", linked_at=noon(today - dt.timedelta(days=15)), linked_by="bblanc",
+                     unlinked_at=noon(today - dt.timedelta(days=10)), unlinked_by="agent", unlink_reason="erreur"),
+        NationalLink(identity_id=p["alice"].id, issuer="https://psc.example", sub="psc-alice", rpps=p["alice"].rpps,
+                     method="rpps", linked_at=noon(today - dt.timedelta(days=7)), linked_by="aarnaud")])
     for who, amr, acr in (("alice", ["mfa", "otp", "pwd"], "eidas2"), ("david", ["mfa", "hwk"], "eidas2"),
                           ("bruno", ["pwd"], "eidas1")):
         audit.record(session, tags.OIDC_CODE_ISSUED, actor=p[who].public_id, subject=p[who].public_id,
@@ -261,16 +269,18 @@ def test_the_dashboard_shows_what_the_snapshot_stored(rssi_client, session, cast
     at_all = {i: c for (i, d, _v), c in counts.items() if d == "all"}
     # Hand-computed, and equal to what was stored.
     expected = {"active": 6, "compliant": 2, "pending": 1, "exempt": 1, "non_compliant": 2, "proofed": 2,
-                "password_only": 2, "rpps_linked": 1, "exceptions_active": 1, "emergency_unreviewed": 0}
+                "password_only": 2, "rpps_linked": 1, "psc_paired": 1, "exceptions_active": 1,
+                "emergency_unreviewed": 0}
     assert {k: at_all[k] for k in expected} == expected
     for key in ("active", "pending", "exempt", "non_compliant", "proofed", "password_only", "rpps_linked",
-                "exceptions_active", "emergency_unreviewed"):
+                "psc_paired", "exceptions_active", "emergency_unreviewed"):
         assert figure(page, key) == str(at_all[key]), key
     assert figure(page, "compliant") == "33,3 %"  # 2 of 6
     assert figure(page, "signins_mfa") == "66,7 %"  # 2 of 3 sign-ins to the DPI
     assert f"Chiffres du relevé du {cast.today:%d/%m/%Y}" in page
     # Each figure has its definition, on hover and expandable, and the methodology is on the page.
-    assert page.count('<details class="traj-definition">') == 11
+    assert page.count('<details class="traj-definition">') == 12
+    assert "16,7 % des identités actives" in page[page.index('id="chiffre-psc_paired"'):]  # 1 of 6
     assert 'title="Identités dont le statut dans l\'annuaire est « active »' in page
     assert 'href="#a-propos"' in page and 'id="a-propos"' in page
     # Charts as images with their alternative text, and their numbers in tables.
@@ -281,6 +291,12 @@ def test_the_dashboard_shows_what_the_snapshot_stored(rssi_client, session, cast
     first = cast.day(HISTORY_DAYS - 1)
     assert f"du {first:%d/%m/%Y} (0 %) au {cast.today:%d/%m/%Y} (33,3 %)" in page
     assert "Données du graphique (21 relevés)" in page
+    # Pairing with Pro Santé Connect over time: bruno 15 to 11 days ago, nobody, then alice from 7 days ago.
+    assert f'src="{BASE}/graphiques/appairage.svg"' in page
+    assert re.search(r'<img [^>]*alt="Courbe de la part des identités actives associées à Pro Santé Connect', page)
+    assert f"du {first:%d/%m/%Y} (0 %) au {cast.today:%d/%m/%Y} (16,7 %)" in page
+    assert "Données : identité nationale (21 relevés)" in page
+    assert f'href="{BASE}/personnes?statut=tous&amp;rpps=oui&amp;psc=non"' in response.get_data(as_text=True)
     # The projection and its method: 0 % → 33,3 % in 3 weeks, a rising line.
     assert "Au rythme actuel" in page and "droite des moindres carrés sur les 8 dernières semaines (21 points)" in page
     # Breakdowns (the pôle chart, since the directory has pôles), largest gaps with links to the list.
@@ -291,6 +307,44 @@ def test_the_dashboard_shows_what_the_snapshot_stored(rssi_client, session, cast
     # The policy's targets with their gap.
     assert "Tous les professionnels accédant aux données de santé disposent d'un MIE conforme" in page
     assert "66,7&nbsp;pt" in response.get_data(as_text=True)
+
+
+def test_the_pairing_chart_and_its_days(rssi_client, session, cast):
+    root = svg_root(rssi_client.get(f"{BASE}/graphiques/appairage.svg"))
+    text = svg_text(root)
+    assert "Part associée à Pro Santé Connect (%)" in text and "Projection" not in text
+    [line] = [g.find(f"{SVG_NS}path").get("d") for g in root.iter(f"{SVG_NS}g")
+              if (g.get("class") or "").startswith("series ") and g.find(f"{SVG_NS}path") is not None]
+    assert len(re.findall(r"[\d.]+ [\d.]+", line)) == HISTORY_DAYS
+    expected = [(cast.day(n), 1 if 11 <= n <= 15 or n <= 7 else 0) for n in range(HISTORY_DAYS - 1, -1, -1)]
+    assert [(p.day, p.compliant, p.active) for p in services.pairing(session, cast.day(HISTORY_DAYS - 1), cast.today)
+            ] == [(d, n, 6) for d, n in expected]
+    interim = svg_text(svg_root(rssi_client.get(f"{BASE}/graphiques/appairage.svg?dimension=contract_type"
+                                                "&valeur=interim&jours=7")))
+    assert "Intérim" in interim
+    for bad in ("appairage.svg?dimension=nope", "appairage.svg?jours=0", "appairage.svg?dimension=unit"):
+        assert rssi_client.get(f"{BASE}/graphiques/{bad}").status_code == 400, bad
+    # Days stored before pairings were counted (no psc_paired row) are left out, not drawn as nobody paired.
+    session.execute(TrajectorySnapshot.__table__.delete().where(TrajectorySnapshot.indicator == "psc_paired",
+                                                                TrajectorySnapshot.day < cast.day(14)))
+    session.commit()
+    assert [p.day for p in services.pairing(session, cast.day(HISTORY_DAYS - 1), cast.today)] == [
+        cast.day(n) for n in range(14, -1, -1)]
+    assert len(services.coverage(session, cast.day(HISTORY_DAYS - 1), cast.today)) == HISTORY_DAYS
+    # A pairing target's pace is fitted on the counted days only.
+    services.add_target(session, label="Associées à PSC", percent=50, due=cast.today + dt.timedelta(days=60),
+                        indicator="psc_paired", actor="test", today=cast.today)
+    session.commit()
+    [mine] = [t for t in services.targets(session, POLICY, cast.today) if t.indicator == "psc_paired"]
+    assert mine.projection is not None and [d for d, _s in mine.projection.points] == [
+        cast.day(n) for n in range(14, -1, -1)]
+    assert mine.scope_fr == "identité associée à Pro Santé Connect — toutes les identités actives"
+    milestones = svg_root(rssi_client.get(f"{BASE}/graphiques/appairage.svg"))
+    assert "Jalons" in svg_text(milestones) and "Associées à PSC" in " ".join(milestones.itertext())
+    assert "Associées à PSC" not in " ".join(svg_root(rssi_client.get(f"{BASE}/graphiques/couverture.svg")).itertext())
+    page = plain(rssi_client.get(BASE))
+    assert "Données : identité nationale (15 relevés)" in page
+    assert f"du {cast.day(14):%d/%m/%Y} (16,7 %) au {cast.today:%d/%m/%Y} (16,7 %)" in page
 
 
 def test_the_dashboard_for_one_population(rssi_client, cast):
@@ -365,6 +419,16 @@ def test_the_people_list_and_its_filters(rssi_client, session, cast):
     assert names(rssi_client.get(f"{BASE}/personnes?contrat=interim&statut=tous")) == ["Bruno Blanc", "Emma Etienne"]
     assert names(rssi_client.get(f"{BASE}/personnes?rpps=oui&statut=tous")) == ["Alice Arnaud"]
     assert names(rssi_client.get(f"{BASE}/personnes?rpps=non")) == ["Bruno Blanc", "Chloé Collin", "Fanny Fabre"]
+    # Paired with Pro Santé Connect on the statuses' day: alice; bruno's link was ended.
+    assert names(rssi_client.get(f"{BASE}/personnes?psc=oui&statut=tous")) == ["Alice Arnaud"]
+    assert names(rssi_client.get(f"{BASE}/personnes?psc=non&statut=tous&rpps=oui")) == []
+    assert names(rssi_client.get(f"{BASE}/personnes?psc=non")) == ["Bruno Blanc", "Chloé Collin", "Fanny Fabre"]
+    everyone = rssi_client.get(f"{BASE}/personnes?statut=tous").get_data(as_text=True)
+    assert "<th scope=\"col\">Identité nationale</th>" in everyone
+    alice = everyone[everyone.index(f'data-person="{p["alice"].public_id}"'):]
+    assert re.search(r"<td>oui</td>\s*<td>associée</td>", alice[:alice.index("</tr>")])
+    bruno = everyone[everyone.index(f'data-person="{p["bruno"].public_id}"'):]
+    assert re.search(r"<td>non</td>\s*<td>non associée</td>", bruno[:bruno.index("</tr>")])
     nobody = rssi_client.get(f"{BASE}/personnes?unite=NOWHERE")
     assert nobody.status_code == 200 and "Personne ne correspond à ces filtres." in text_of(nobody)
 
@@ -384,6 +448,7 @@ def test_the_people_list_is_paginated(rssi_client, cast, monkeypatch):
     ("statut=nope", "Statut inconnu « nope »."),
     ("contrat=astronaut", "Type de contrat inconnu « astronaut »."),
     ("rpps=peut-etre", "RPPS : « oui », « non » ou rien."),
+    ("psc=associee", "Identité nationale : « oui », « non » ou rien."),
     ("page=abc", "Numéro de page invalide."),
     ("page=0", "Numéro de page invalide."),
     ("unite=" + "U" * 300, "Code trop long (au plus 100 caractères)."),
@@ -404,11 +469,14 @@ def test_the_people_csv_streams_the_filtered_list(rssi_client, cast):
         f'attachment; filename="trajectoire-personnes-{cast.today.isoformat()}.csv"'
     rows = csv_rows(response)
     assert rows[0] == list(exports.PEOPLE_COLUMNS)
-    assert [(r[0], r[2], r[3], r[5]) for r in rows[1:]] == [
-        ("Chloé Collin", "Enrôlement en cours", "Remise de MIE en cours", "Étudiant ou stagiaire"),
-        ("Fanny Fabre", "Non conforme", "Aucun MIE", "CDD")]
+    assert [(r[0], r[2], r[3], r[5], r[6]) for r in rows[1:]] == [
+        ("Chloé Collin", "Enrôlement en cours", "Remise de MIE en cours", "non associée", "Étudiant ou stagiaire"),
+        ("Fanny Fabre", "Non conforme", "Aucun MIE", "non associée", "CDD")]
     everyone = csv_rows(rssi_client.get(f"{BASE}/personnes.csv?statut=tous"))
     assert len(everyone) == 1 + 6
+    assert rows[0][5] == "Identité nationale"
+    assert [(r[0], r[4], r[5]) for r in csv_rows(rssi_client.get(f"{BASE}/personnes.csv?statut=tous&psc=oui"))[1:]] \
+        == [("Alice Arnaud", "oui", "associée")]
 
 
 # --- series exports -------------------------------------------------------------------------------------------
@@ -436,6 +504,15 @@ def test_the_series_as_csv_and_json(rssi_client, session, cast):
     assert len(compliant) == 1 and compliant[0]["label"] == "Avec un MIE conforme"
     assert compliant[0]["points"][-1] == [cast.today.isoformat(), 2]
     assert compliant[0]["points"][0] == [cast.day(HISTORY_DAYS - 1).isoformat(), 0]
+    # The pairing series, day by day: bruno 15 to 11 days ago, then alice from 7 days ago.
+    [paired] = json.loads(rssi_client.get(f"{BASE}/series.json?indicateur=psc_paired&dimension=all").get_data())
+    assert paired["label"] == "Associées à Pro Santé Connect"
+    assert paired["points"] == [[cast.day(n).isoformat(), 1 if 11 <= n <= 15 or n <= 7 else 0]
+                                for n in range(HISTORY_DAYS - 1, -1, -1)]
+    cardio = csv_rows(rssi_client.get(f"{BASE}/series.csv?indicateur=psc_paired&dimension=unit&valeur=CARDIO"
+                                      f"&du={cast.day(8)}&au={cast.day(6)}"))
+    assert [(r[0], r[2], r[5]) for r in cardio[1:]] == [(cast.day(n).isoformat(), "Associées à Pro Santé Connect",
+                                                        "0" if n == 8 else "1") for n in (8, 7, 6)]
     response = rssi_client.get(f"{BASE}/series.json?dimension=pole&valeur=POLE-MED")
     assert response.mimetype == "application/json"
     assert {s["value"] for s in json.loads(response.get_data())} == {"POLE-MED"}
@@ -465,6 +542,8 @@ def test_the_printable_report(rssi_client, cast):
     assert "Chiffres clés" in page and "Jalons" in page and "Unités les plus éloignées de la cible" in page
     assert "Projection de la couverture complète par population" in page
     assert body.count("<svg") == 2 and "Part conforme (%)" in page
+    assert re.search(r'16,7 %</span>\s*<span class="label">associées à leur identité nationale Pro Santé Connect '
+                     r'\(1\)', plain(response))
     # An earlier day, and a day before any snapshot.
     earlier = text_of(rssi_client.get(f"{BASE}/rapport?date={cast.day(7).isoformat()}"))
     assert f"Situation au <strong>{cast.day(7):%d/%m/%Y}</strong>" in earlier

@@ -216,7 +216,7 @@ def statuses(session):  # type: ignore[no-untyped-def]
         "Bernard": dict(status="non_compliant", reason="no_mie", units="CARDIO URG", poles="POLE-MED",
                         contract_type="interim"),
         "Arnaud": dict(status="non_compliant", reason="mie_single_factor", units="CARDIO", poles="POLE-MED",
-                       rpps=True),
+                       rpps=True, psc_paired=True),
         "Dubois": dict(status="pending", reason="enrollment", units="URG", poles="POLE-URG"),
         "Caron": dict(status="compliant", reason="", units="CARDIO", poles="POLE-MED", mie_types="password totp"),
         "Estève": dict(status="exempt", reason="exception", units="CARDIO_2", poles="POLE-MED"),
@@ -252,6 +252,10 @@ def test_people_filters(session, statuses) -> None:  # type: ignore[no-untyped-d
     assert names(services.people(session, contract_type="interim").rows) == ["Bernard"]
     assert names(services.people(session, rpps=True).rows) == ["Arnaud"]
     assert services.people(session, rpps=False).total == 5
+    assert names(services.people(session, psc=True).rows) == ["Arnaud"]
+    assert services.people(session, psc=False).total == 5
+    assert names(services.people(session, psc=False, rpps=True).rows) == []
+    assert [r.psc_paired for r in services.people(session).rows] == [True, False, False, False, False, False]
     first = services.people(session, status="non_compliant").rows[0]
     assert (first.public_id, first.user_name, first.reason, first.units, first.roles, first.establishments) == (
         statuses["Arnaud"].public_id, statuses["Arnaud"].user_name, "mie_single_factor", ("CARDIO",), ("ide",),
@@ -285,6 +289,7 @@ def test_people_and_report_after_a_real_snapshot(session) -> None:  # type: igno
     """The core's snapshot of a small directory, read back by the lists, the CSV export and the report."""
     from hospiconnect.authenticators.models import Mie
     from hospiconnect.db import utcnow
+    from hospiconnect.enrollment.models import NationalLink
     from hospiconnect.trajectory import exports
     from hospiconnect.trajectory.snapshots import take_snapshot
 
@@ -293,6 +298,15 @@ def test_people_and_report_after_a_real_snapshot(session) -> None:  # type: igno
     doctor = create_identity(session, birth_family_name="Blanc", with_rpps=True, units="CARDIO")
     interim = create_identity(session, birth_family_name="Colin", contract_type="interim", units="CARDIO|URG")
     nothing = create_identity(session, birth_family_name="Dumas", units="URG")
+    # The doctor paired with Pro Santé Connect yesterday; the interim worker's pairing has been ended.
+    now = utcnow()
+    session.add_all([NationalLink(identity_id=doctor.id, issuer="https://psc.example", sub="psc-doctor",
+                                  rpps=doctor.rpps, method="rpps", linked_at=now - dt.timedelta(days=1),
+                                  linked_by=doctor.user_name),
+                     NationalLink(identity_id=interim.id, issuer="https://psc.example", sub="psc-interim",
+                                  method="names", linked_at=now - dt.timedelta(days=3), linked_by="x",
+                                  unlinked_at=now - dt.timedelta(days=2), unlinked_by="agent",
+                                  unlink_reason="erreur")])
     for person, types in ((totp, ("password", "totp")), (doctor, ("webauthn",)), (interim, ("password",))):
         for mie_type in types:
             session.add(Mie(identity_id=person.id, type=mie_type, status="active", label=mie_type,
@@ -323,12 +337,20 @@ def test_people_and_report_after_a_real_snapshot(session) -> None:  # type: igno
     lines = list(exports.people_csv(services.iter_people(session, status=["non_compliant", "pending"],
                                                          unit="URG")))
     assert len(lines) == 3 and lines[0].startswith("\ufeffNom;")
-    assert f"Colin;{interim.user_name};Non conforme;Mot de passe seul (un facteur);non;Intérim;CARDIO, URG;" in \
-        lines[1]
+    assert (f"Colin;{interim.user_name};Non conforme;Mot de passe seul (un facteur);non;non associée;Intérim;"
+            f"CARDIO, URG;") in lines[1]
+    assert [r.user_name for r in services.people(session, psc=True).rows] == [doctor.user_name]
+    assert f"Blanc;{doctor.user_name};Conforme;;oui;associée;" in "".join(
+        exports.people_csv(services.iter_people(session, psc=True)))
 
     data = services.report(session, policy, today)
     assert data["day"] == today.isoformat()
     assert (data["headline"]["active"], data["headline"]["compliant"], data["headline"]["password_only"]) == (4, 2, 1)
+    assert (data["headline"]["psc_paired"], data["headline"]["psc_share"]) == (1, 25.0)
+    paired = {(f["dimension"], f["value"]): (f["count"], f["share"]) for f in data["figures"]
+              if f["indicator"] == "psc_paired"}
+    assert paired[("all", "")] == (1, 25.0) and paired[("rpps", "with")] == (1, 100.0)
+    assert paired[("unit", "CARDIO")] == (1, pytest.approx(100 / 3)) and paired[("unit", "URG")] == (0, 0.0)
     assert [g["value"] for g in data["largest_gaps"]] == ["URG", "CARDIO"]
     [cardio] = [r for r in services.breakdown(session, today, "unit") if r.value == "CARDIO"]
     assert (cardio.active, cardio.compliant, cardio.missing) == (3, 2, 1)

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from hospiconnect.devtools.seed_psc import PSC_DEMO_PEOPLE
+from hospiconnect.devtools.seed_psc import PAIRING_OPENED_DAYS, PSC_DEMO_PEOPLE
 from sqlalchemy import func, select
 
 from hospiconnect.apitokens import services as token_services
@@ -38,6 +38,7 @@ from hospiconnect.devtools.seed_activity import HISTORY_ACTOR, campaign_pace
 from hospiconnect.devtools.seed_history import LIVE_BEFORE_DAYS, RIE_DEADLINE
 from hospiconnect.directory.models import Establishment, Identity, OrgUnit
 from hospiconnect.directory.validation import CONTRACT_TYPES, FINESS_RE, luhn_valid
+from hospiconnect.enrollment.models import NationalLink
 from hospiconnect.errors import Forbidden
 from hospiconnect.idp import clients
 from hospiconnect.idp.models import Client
@@ -392,6 +393,17 @@ def test_the_demo_seeds_a_backfilled_year_that_rises_after_the_deadline(rt, sess
     assert _total(trajectory.series(session, "signins_password_only:health-data", day_to=RIE_DEADLINE
                                     - dt.timedelta(days=1))) > 0
     assert _total(trajectory.series(session, "signins_password_only:health-data", day_from=RIE_DEADLINE)) == 0
+    # Pairings with Pro Santé Connect grow month by month since pairing was offered, instead of jumping today.
+    paired = dict(trajectory.series(session, "psc_paired"))
+    opened = TODAY - dt.timedelta(days=PAIRING_OPENED_DAYS)
+    checkpoints = [paired[opened + dt.timedelta(days=n)] for n in range(0, PAIRING_OPENED_DAYS + 1, 45)]
+    assert paired[opened - dt.timedelta(days=1)] == 0 and checkpoints == sorted(checkpoints)
+    assert 0 < paired[opened + dt.timedelta(days=90)] < paired[TODAY - dt.timedelta(days=30)] < paired[TODAY]
+    assert 20 <= paired[TODAY] < today["rpps_linked"]
+    assert paired[TODAY] - paired[TODAY - dt.timedelta(days=7)] < paired[TODAY] / 4  # no jump on the last days
+    # Each paired person holds the national MIE that PSC reported (the simulator's professionals are not paired).
+    assert today["mie_active:cps"] + today["mie_active:e-cps"] == paired[TODAY]
+    assert session.scalar(select(func.count()).select_from(NationalLink)) == paired[TODAY]
     assert audit.verify(session).ok
 
     # A second start adds nothing: no identity, no MIE, no event, no snapshot; the demo accounts are as they were.

@@ -45,19 +45,19 @@ def test_series_csv_streams_one_line_per_row_with_iso_dates() -> None:
 
 def test_people_csv_has_french_columns_and_values() -> None:
     rows = [person(), person(identity_id=2, display_name="Jean Dupont; fils", user_name="jdupont", rpps=True,
-                             status="pending", reason="enrollment", contract_type="permanent",
+                             psc_paired=True, status="pending", reason="enrollment", contract_type="permanent",
                              units=(), poles=(), mie_types=("password", "webauthn:platform"))]
     table = read(exports.people_csv(rows))
-    assert table[0] == ["Nom", "Identifiant de connexion", "Statut", "Motif", "RPPS", "Type de contrat", "Unités",
-                        "Pôles", "Établissements (FINESS)", "Rôles", "MIE actifs", "Constat du",
-                        "Identifiant HospiConnect"]
+    assert table[0] == ["Nom", "Identifiant de connexion", "Statut", "Motif", "RPPS", "Identité nationale",
+                        "Type de contrat", "Unités", "Pôles", "Établissements (FINESS)", "Rôles", "MIE actifs",
+                        "Constat du", "Identifiant HospiConnect"]
     assert table[1] == ["Claire Martin", "cmartin", "Non conforme", "Mot de passe seul (un facteur)", "non",
-                        "Intérim", "CARDIO, URG", "POLE-MED", "750712184", "ide", "mot de passe", "27/11/2026",
-                        "0b8f-uuid"]
+                        "non associée", "Intérim", "CARDIO, URG", "POLE-MED", "750712184", "ide", "mot de passe",
+                        "27/11/2026", "0b8f-uuid"]
     # A ";" inside a value is quoted, not a new column.
-    assert table[2][:6] == ["Jean Dupont; fils", "jdupont", "Enrôlement en cours", "Remise de MIE en cours", "oui",
-                            "CDI ou titulaire"]
-    assert table[2][10] == "mot de passe, FIDO2 intégré à l'appareil"
+    assert table[2][:7] == ["Jean Dupont; fils", "jdupont", "Enrôlement en cours", "Remise de MIE en cours", "oui",
+                            "associée", "CDI ou titulaire"]
+    assert table[2][11] == "mot de passe, FIDO2 intégré à l'appareil"
 
 
 def test_cells_that_look_like_formulas_are_neutralised() -> None:
@@ -65,7 +65,7 @@ def test_cells_that_look_like_formulas_are_neutralised() -> None:
                                             roles=("-2+3",))]))
     assert table[1][0] == "'=HYPERLINK(\"http://x\")"
     assert table[1][1] == "'@cmd"
-    assert table[1][9] == "'-2+3"
+    assert table[1][10] == "'-2+3"
     assert exports.safe_cell(-3) == -3 and exports.safe_cell(None) == ""
 
 
@@ -94,8 +94,9 @@ def test_series_json_groups_points_by_key() -> None:
         {"indicator": "active", "label": "Identités actives", "dimension": "unit", "value": "CARDIO",
          "points": [["2026-11-27", 4]]}]
     data = exports.person_json(person())
-    assert (data["status_label"], data["reason_label"], data["units"], data["day"]) == (
-        "Non conforme", "Mot de passe seul (un facteur)", ["CARDIO", "URG"], "2026-11-27")
+    assert (data["status_label"], data["reason_label"], data["units"], data["day"], data["psc_paired"]) == (
+        "Non conforme", "Mot de passe seul (un facteur)", ["CARDIO", "URG"], "2026-11-27", False)
+    assert exports.person_json(person(psc_paired=True))["psc_paired"] is True
 
 
 def sample_report() -> dict:  # type: ignore[type-arg]
@@ -107,7 +108,8 @@ def sample_report() -> dict:  # type: ignore[type-arg]
         "projection_method_fr": "droite des moindres carrés", "signins_days": 30,
         "headline": {"active": 1200, "compliant": 750, "compliant_share": 62.5, "exempt": 10, "pending": 40,
                      "non_compliant": 400, "proofed": 700, "proofed_share": 58.3, "password_only": 390,
-                     "password_only_share": 32.5, "rpps_linked": 300, "rpps_share": 25.0, "exceptions_active": 3,
+                     "password_only_share": 32.5, "rpps_linked": 300, "rpps_share": 25.0, "psc_paired": 126,
+                     "psc_share": 10.5, "exceptions_active": 3,
                      "emergency_issued": 1, "emergency_unreviewed": 1, "emergency_reviewed": 0},
         "statuses": [{"status": "compliant", "label": "Conforme", "count": 750, "share": 62.5}],
         "targets": [{"source": "policy", "id": "rie", "label": "Tous conformes", "due": "2026-01-01", "percent": 100,
@@ -134,6 +136,7 @@ def test_report_html_is_a_printable_page_with_the_figures() -> None:
     assert "en retard" in html and "01/01/2026" in html and "27/11/2026" in html
     assert "RIE &lt;2026&gt;" in html  # escaped
     assert "dpi (500)" in html
+    assert "10,5 %" in html and "associées à leur identité nationale Pro Santé Connect (126)" in html
     assert "Semaine du" in html and "20/11/2026" in html and "58,8 %" in html
     assert "<svg" not in html
     with_chart = exports.report_html(sample_report(), charts={"coverage": "<svg id='c'></svg>"})

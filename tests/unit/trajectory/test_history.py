@@ -12,6 +12,7 @@ from hospiconnect.trajectory.facts import (
     case_interval,
     exception_interval,
     lifecycle_intervals,
+    link_intervals,
     mie_intervals,
     pole_of_units,
 )
@@ -65,6 +66,20 @@ def test_lifecycle_changes_of_one_day_keep_the_last():
     assert lifecycle_intervals(created_day=D("2026-01-04"), created_status="active",
                                changes=[(D("2026-01-04"), "departed", "active")], current_status="departed",
                                status_changed_day=D("2026-01-04")) == ()
+
+
+def test_pairing_intervals_from_the_links():
+    # Linked on the 2nd, unlinked on the 5th (not paired at the end of that day), linked again on the 9th.
+    links = [(utc("2026-03-09T08:00:00"), None), (utc("2026-03-02T10:00:00"), utc("2026-03-05T16:00:00"))]
+    assert link_intervals(PARIS, links) == ((D("2026-03-02"), D("2026-03-05")), (D("2026-03-09"), None))
+    # Linked and unlinked the same day: no paired day at all.
+    assert link_intervals(PARIS, [(utc("2026-03-02T08:00:00"), utc("2026-03-02T17:00:00"))]) == ()
+    # Unlinked and linked again the same day (another national identity): paired without a gap.
+    assert link_intervals(PARIS, [(utc("2026-03-02T08:00:00"), utc("2026-03-06T09:00:00")),
+                                  (dt.datetime(2026, 3, 6, 9), None)]) == ((D("2026-03-02"), None),)
+    # The policy's local days: 23:30 UTC is already the next day in Paris.
+    assert link_intervals(PARIS, [(utc("2026-03-09T23:30:00"), None)]) == ((D("2026-03-10"), None),)
+    assert link_intervals(PARIS, []) == ()
 
 
 def test_mie_intervals():

@@ -47,11 +47,12 @@ def mie(mie_type: str = "totp", start: str = "2025-06-01", end: str | None = Non
 
 def person(identity_id: int = 1, *mies: MieFact, active=SINCE, rpps: bool = False, contract_type: str = "permanent",
            units=("CARDIO",), poles=("POLE-MED",), roles=("ide",), establishments=("750712184",),
-           enrollment=(), exceptions=()):
+           enrollment=(), exceptions=(), paired=()):
     return make_person(identity_id=identity_id, public_id=f"p{identity_id}", user_name=f"u{identity_id}",
                        display_name=f"Personne {identity_id}", rpps=rpps, contract_type=contract_type, units=units,
                        poles=poles, roles=roles, establishments=establishments, mies=mies,
-                       active_intervals=active, enrollment_intervals=enrollment, exception_intervals=exceptions)
+                       active_intervals=active, enrollment_intervals=enrollment, exception_intervals=exceptions,
+                       psc_intervals=paired)
 
 
 def all_counts(counts, *names):
@@ -187,6 +188,30 @@ def test_proofed_password_only_rpps_and_mie_kinds():
     assert counts[("mie_active:webauthn", "all", "")] == 3  # the MIE of person 4 has no known attachment
 
 
+def test_a_pairing_with_pro_sante_connect_counts_on_its_days_only():
+    # Paired on 1 March, unpaired on 5 March (that day no longer counts), paired again from 8 March.
+    paired = [(D("2026-03-01"), D("2026-03-05")), (D("2026-03-08"), None)]
+    doctor = person(1, mie("cps"), rpps=True, contract_type="interim", units=("URG",), paired=paired)
+    nurse = person(2, mie("password", proofed=False))
+    assert PERSON_INDICATORS[-1] == "psc_paired" and indicator_label_fr("psc_paired") == \
+        "associées à Pro Santé Connect"
+    expected = {"2026-02-28": 0, "2026-03-01": 1, "2026-03-04": 1, "2026-03-05": 0, "2026-03-07": 0,
+                "2026-03-08": 1, "2026-03-10": 1}
+    for day, paired_count in expected.items():
+        counts = count_day(SHIPPED, [doctor, nurse], D(day))
+        assert all_counts(counts, "active", "psc_paired", "rpps_linked") == (2, paired_count, 1), day
+        assert counts[("psc_paired", "unit", "URG")] == counts[("psc_paired", "rpps", "with")] == paired_count, day
+        assert counts[("psc_paired", "contract_type", "interim")] == paired_count, day
+        assert counts[("psc_paired", "rpps", "without")] == counts[("psc_paired", "unit", "CARDIO")] == 0, day
+    assert person_vector(SHIPPED, doctor, TODAY)["psc_paired"] == 1
+    assert "psc_paired" not in person_vector(SHIPPED, doctor, D("2026-03-06"))
+    assert {D("2026-03-01"), D("2026-03-05"), D("2026-03-08")} <= change_days(doctor)
+    # An identity that is not active is not counted, paired or not.
+    suspended = person(3, mie("cps"), active=[(D("2024-01-01"), D("2026-03-09"))], paired=paired)
+    assert all_counts(count_day(SHIPPED, [suspended], TODAY), "active", "psc_paired") == (0, 0)
+    assert all_counts(count_day(SHIPPED, [suspended], D("2026-03-08")), "active", "psc_paired") == (1, 1)
+
+
 def test_every_dimension_counts_a_person_once_per_value():
     p = person(1, mie("totp"), rpps=True, contract_type="interim", units=("CARDIO", "URG"),
                poles=("POLE-MED", "POLE-URG"), roles=("ide", "cadre"), establishments=("750712184", "750100042"))
@@ -233,6 +258,17 @@ def test_a_timeline_has_one_point_per_change():
     assert timeline[2][1] == {"active": 1, "non_compliant": 1, "mie_active:password": 1, "password_only": 1}
 
 
+def _pairings(rnd: random.Random, day) -> list:  # type: ignore[no-untyped-def]
+    """Up to two successive pairings (one live at a time, as the links table allows), the first maybe ended."""
+    if rnd.random() < 0.4:
+        return []
+    start = day()
+    end = start + dt.timedelta(days=rnd.randrange(1, 15))
+    if rnd.random() < 0.3:
+        return [(start, None)]
+    return [(start, end)] + ([(end + dt.timedelta(days=rnd.randrange(1, 10)), None)] if rnd.random() < 0.5 else [])
+
+
 def _random_people(rnd: random.Random, count: int, first: dt.date, days: int) -> list:
     def day(offset: int | None = None) -> dt.date:
         return first + dt.timedelta(days=rnd.randrange(-5, days + 5) if offset is None else offset)
@@ -256,7 +292,8 @@ def _random_people(rnd: random.Random, count: int, first: dt.date, days: int) ->
                              rpps=rnd.random() < 0.5, contract_type=rnd.choice(["permanent", "interim"]),
                              units=tuple(rnd.sample(["A", "B", "C"], rnd.randrange(0, 3))),
                              enrollment=[interval() for _ in range(rnd.randrange(0, 2))],
-                             exceptions=[interval() for _ in range(rnd.randrange(0, 2))]))
+                             exceptions=[interval() for _ in range(rnd.randrange(0, 2))],
+                             paired=_pairings(rnd, day)))
     return people
 
 

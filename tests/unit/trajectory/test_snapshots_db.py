@@ -22,6 +22,7 @@ from hospiconnect.authenticators.models import EmergencyCredential, Mie, WebAuth
 from hospiconnect.authorizations import services as exceptions
 from hospiconnect.directory import services as directory
 from hospiconnect.directory.models import OrgUnit
+from hospiconnect.enrollment import national, psc
 from hospiconnect.enrollment.models import EnrollmentCase, EnrollmentTransition
 from hospiconnect.policies import DEFAULT_POLICY_PATH, load_policy
 from hospiconnect.trajectory.facts import load_people
@@ -103,6 +104,19 @@ def signin(session, clock: Clock, n: int, public_id: str, client_id: str, amr: l
     session.commit()
 
 
+def pair(session, identity, n: int) -> str:
+    """Pair ``identity`` with its national identity on day ``n`` through the pairing service (PSC not saying which
+    MIE was used, so no national MIE is added); return the link's public id."""
+    national_identity = psc.NationalIdentity(
+        issuer="https://psc.example", sub=f"psc-8{identity.rpps}", national_id=f"8{identity.rpps}",
+        national_id_type="rpps", rpps=identity.rpps, given_name=identity.given_names,
+        family_name=identity.birth_family_name, organization="", acr="eidas1", amr=(), auth_time=None,
+        mie_type=None, raw_ref_pro=None, claims={}, id_token_claims={})
+    link = national.complete_pairing(session, identity, national_identity, identity.user_name, now=at(n))
+    session.commit()
+    return link.public_id
+
+
 @pytest.fixture()
 def history(session, clock):
     """Two people over ten days (see the expected series in the test below)."""
@@ -148,6 +162,14 @@ def history(session, clock):
     assert b.status == "active"
     give_mie(session, b, "password", activated=at(1, 12), clock=clock)
     give_mie(session, b, "webauthn", activated=at(20), attachment="cross-platform", clock=clock)  # later
+    # B pairs with Pro Santé Connect on day 2; an officer ends the link on day 4; B pairs again on day 6.
+    clock(at(2))
+    first_link = pair(session, b, 2)
+    clock(at(4))
+    national.unlink(session, first_link, "agent", "Carte CPS déclarée perdue", now=at(4))
+    session.commit()
+    clock(at(6))
+    pair(session, b, 6)
     clock(at(9))
     directory.suspend(session, b, actor="test", reason="fin de mission")
     session.commit()
@@ -180,21 +202,22 @@ def history(session, clock):
     return a, b
 
 
-# day: active, compliant, exempt, pending, non_compliant, proofed, password_only, rpps_linked, totp, password
+# day: active, compliant, exempt, pending, non_compliant, proofed, password_only, rpps_linked, psc_paired, totp,
+# password
 EXPECTED = {
-    1: (1, 0, 0, 0, 1, 0, 1, 1, 0, 1),
-    2: (1, 0, 0, 0, 1, 0, 1, 1, 0, 1),
-    3: (2, 0, 0, 0, 2, 0, 2, 1, 0, 2),
-    4: (2, 0, 0, 1, 1, 0, 2, 1, 0, 2),
-    5: (2, 1, 0, 0, 1, 1, 1, 1, 1, 2),
-    6: (2, 1, 1, 0, 0, 1, 1, 1, 1, 2),
-    7: (2, 1, 1, 0, 0, 1, 1, 1, 1, 2),
-    8: (2, 0, 0, 0, 2, 0, 2, 1, 0, 2),
-    9: (1, 0, 0, 0, 1, 0, 1, 0, 0, 1),
-    10: (1, 0, 0, 0, 1, 0, 1, 0, 0, 1),
+    1: (1, 0, 0, 0, 1, 0, 1, 1, 0, 0, 1),
+    2: (1, 0, 0, 0, 1, 0, 1, 1, 1, 0, 1),
+    3: (2, 0, 0, 0, 2, 0, 2, 1, 1, 0, 2),
+    4: (2, 0, 0, 1, 1, 0, 2, 1, 0, 0, 2),
+    5: (2, 1, 0, 0, 1, 1, 1, 1, 0, 1, 2),
+    6: (2, 1, 1, 0, 0, 1, 1, 1, 1, 1, 2),
+    7: (2, 1, 1, 0, 0, 1, 1, 1, 1, 1, 2),
+    8: (2, 0, 0, 0, 2, 0, 2, 1, 1, 0, 2),
+    9: (1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1),
+    10: (1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1),
 }
 HEADS = ("active", "compliant", "exempt", "pending", "non_compliant", "proofed", "password_only", "rpps_linked",
-         "mie_active:totp", "mie_active:password")
+         "psc_paired", "mie_active:totp", "mie_active:password")
 # day: exceptions_active, emergency_issued, emergency_used, emergency_reviewed, emergency_unreviewed
 EXPECTED_EVENTS = {1: (0, 0, 0, 0, 0), 5: (0, 0, 0, 0, 0), 6: (4, 0, 0, 0, 0), 7: (2, 1, 1, 0, 1),
                    8: (0, 0, 0, 0, 1), 9: (0, 0, 0, 1, 0), 10: (0, 0, 0, 0, 0)}
@@ -223,6 +246,8 @@ def test_backfill_rebuilds_the_hand_built_history(session, history):
     assert d6[("compliant", "unit", "CARDIO")] == 1 and d6[("compliant", "pole", "POLE-MED")] == 1
     assert d6[("compliant", "role", "ide")] == 1 and d6[("active", "role", "medecin")] == 1
     assert d6[("active", "establishment", "750712184")] == 2
+    assert d6[("psc_paired", "unit", "URG")] == d6[("psc_paired", "contract_type", "interim")] == 1
+    assert d6[("psc_paired", "rpps", "with")] == 1 and d6[("psc_paired", "unit", "CARDIO")] == 0
     d4 = stored(session, day(4))
     assert d4[("pending", "unit", "CARDIO")] == 1 and d4[("pending", "unit", "URG")] == 0
     d9 = stored(session, day(9))
@@ -243,8 +268,8 @@ def test_backfill_rebuilds_the_hand_built_history(session, history):
     assert set(rows) == {a.id}
     assert (rows[a.id].day, rows[a.id].status, rows[a.id].reason, rows[a.id].mie_types) == (
         day(10), "non_compliant", "mie_single_factor", "password")
-    assert (rows[a.id].units, rows[a.id].poles, rows[a.id].contract_type, rows[a.id].rpps) == (
-        "CARDIO", "POLE-MED", "permanent", False)
+    assert (rows[a.id].units, rows[a.id].poles, rows[a.id].contract_type, rows[a.id].rpps,
+            rows[a.id].psc_paired) == ("CARDIO", "POLE-MED", "permanent", False, False)
     journaled = session.scalars(select(AuditEvent).where(AuditEvent.tag == tags.TRAJECTORY_BACKFILLED)).all()
     assert len(journaled) == 1 and json.loads(journaled[0].details)["days"] == 10
 
@@ -253,6 +278,8 @@ def test_a_backfilled_day_equals_the_snapshot_of_that_day(session, history):
     backfill(session, POLICY, day(1), day(10), now=NOW)
     session.commit()
     backfilled = {n: stored(session, day(n)) for n in range(1, 11)}
+    # The pairing's change points (linked, unlinked, linked again, identity suspended) are in the series compared.
+    assert [backfilled[n][("psc_paired", "all", "")] for n in range(1, 11)] == [0, 1, 1, 0, 0, 1, 1, 1, 0, 0]
     for n in range(1, 11):
         report = take_snapshot(session, POLICY, day(n), now=NOW)
         session.commit()
@@ -306,11 +333,12 @@ def test_the_per_person_table_follows_the_most_recent_day(session, history, cloc
     # … the most recent day's replaces it as a whole.
     take_snapshot(session, POLICY, TODAY, now=NOW)
     session.commit()
-    rows = {r.identity_id: (r.status, r.reason, r.mie_types, r.day) for r in
+    rows = {r.identity_id: (r.status, r.reason, r.mie_types, r.day, r.psc_paired) for r in
             session.scalars(select(TrajectoryPersonStatus))}
-    assert rows == {a.id: ("non_compliant", "mie_single_factor", "password", TODAY),
-                    b.id: ("compliant", "", "password webauthn webauthn:cross-platform", TODAY)}
+    assert rows == {a.id: ("non_compliant", "mie_single_factor", "password", TODAY, False),
+                    b.id: ("compliant", "", "password webauthn webauthn:cross-platform", TODAY, True)}
     counts = stored(session, TODAY)
+    assert counts[("psc_paired", "all", "")] == 1  # B's link of day 6 is still live
     assert counts[("mie_active:webauthn", "all", "")] == 2  # one of them with no known attachment
     assert counts[("mie_active:webauthn:cross-platform", "all", "")] == 1
 

@@ -26,13 +26,11 @@ COPY deploy/constraints.txt /tmp/constraints.txt
 RUN grep -E '^[a-z0-9]' /tmp/constraints.txt > /tmp/requirements.txt \
  && /opt/venv/bin/pip install --only-binary=:all: -r /tmp/requirements.txt
 
-# The package is installed in place (editable) from /opt/hospiconnect: the migrations live beside the
-# package in the source tree, where `hospiconnect init` looks for them.
-COPY pyproject.toml README.md /opt/hospiconnect/
-COPY hospiconnect /opt/hospiconnect/hospiconnect
-COPY migrations /opt/hospiconnect/migrations
-RUN /opt/venv/bin/pip install --no-deps --no-build-isolation -c /tmp/constraints.txt -e /opt/hospiconnect \
- && /opt/venv/bin/python -m compileall -q /opt/hospiconnect/hospiconnect /opt/hospiconnect/migrations \
+# The package itself, migrations included (package data of hospiconnect), installed into the environment.
+COPY pyproject.toml README.md /tmp/src/
+COPY hospiconnect /tmp/src/hospiconnect
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation -c /tmp/constraints.txt /tmp/src \
+ && /opt/venv/bin/python -m compileall -q /opt/venv/lib \
  && /opt/venv/bin/hospiconnect --help > /dev/null
 
 # --- runtime ------------------------------------------------------------------------------------------------
@@ -54,7 +52,6 @@ RUN groupadd --system --gid "${HOSPICONNECT_GID}" hospiconnect \
 
 # Owned by root and read-only for the service user: a compromised process cannot change the code it runs.
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /opt/hospiconnect /opt/hospiconnect
 COPY --chmod=0755 deploy/docker-entrypoint.sh /usr/local/bin/hospiconnect-entrypoint
 
 # Defaults for a container; the compose file sets the rest (database, Redis, issuer…). The key file sits in

@@ -17,7 +17,7 @@ from hospiconnect.settings import Settings
 
 log = logging.getLogger("hospiconnect")
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 #: States of a database's schema for the code looking at it (:func:`schema_state`).

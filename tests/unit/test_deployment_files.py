@@ -436,3 +436,22 @@ def test_image_constraints_pin_every_dependency_of_what_they_pin() -> None:
             if requirement.marker is None or requirement.marker.evaluate(environment):
                 assert canonicalize_name(requirement.name) in pins, f"{name} needs {raw}, not pinned"
     assert checked >= len(pins) // 2, "too few pinned versions installed here to check the closure"
+
+
+def test_an_installed_package_carries_its_migrations(tmp_path: Path) -> None:
+    """`pip install .` (the image's install, not an editable one) must bring the migrations that
+    `hospiconnect init` applies: they are package data of hospiconnect."""
+    import zipfile
+
+    source = tmp_path / "src"  # a copy: building writes build/ and *.egg-info/ beside the sources
+    shutil.copytree(ROOT / "hospiconnect", source / "hospiconnect",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"),
+                    str(source)], check=True, timeout=300)
+    [wheel] = (tmp_path / "dist").glob("hospiconnect-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {p.name for p in (ROOT / "hospiconnect" / "migrations" / "versions").glob("*.py")}
+    assert shipped and {f"hospiconnect/migrations/versions/{name}" for name in shipped} <= names
+    assert {"hospiconnect/migrations/env.py", "hospiconnect/migrations/script.py.mako"} <= names

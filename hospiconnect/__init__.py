@@ -46,6 +46,12 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     logger = logging.getLogger("hospiconnect")
+    level = logging.getLevelName((settings.log_level or "INFO").upper())
+    if isinstance(level, int):  # HOSPICONNECT_LOG_LEVEL: DEBUG, INFO, WARNING, ERROR
+        logger.setLevel(level)
+    else:
+        logger.warning("HOSPICONNECT_LOG_LEVEL inconnu (%r) : niveau INFO", settings.log_level[:20])
+        logger.setLevel(logging.INFO)
     for message in settings.insecure_defaults():
         logger.warning("configuration non sûre : %s", message)
     app.teardown_appcontext(appctx.close_session)

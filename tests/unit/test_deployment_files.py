@@ -112,6 +112,26 @@ def test_compose_file_is_valid_with_the_example_env(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_any_other_setting_reaches_every_hospiconnect_container_from_an_optional_file(tmp_path: Path) -> None:
+    """deploy/hospiconnect.env (not committed) carries the settings the compose file does not list."""
+    project_dir = tmp_path / "project"
+    shutil.copytree(ROOT / "deploy", project_dir / "deploy")
+    shutil.copy(COMPOSE_FILE, project_dir / "docker-compose.yml")
+    (project_dir / "deploy" / "hospiconnect.env").write_text("HOSPICONNECT_LOCKOUT_THRESHOLD=7\n"
+                                                              "HOSPICONNECT_ENV=development\n")
+    result = subprocess.run([_compose_binary(), "--project-directory", str(project_dir), "-f",
+                             str(project_dir / "docker-compose.yml"), "--env-file", str(ENV_EXAMPLE), "config",
+                             "--format", "json"], capture_output=True, text=True, env=_clean_env(tmp_path),
+                            cwd=project_dir, timeout=60)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    hospiconnect = [s for s in services.values() if s["image"].startswith("hospiconnect:")]
+    assert len(hospiconnect) >= 4  # init, idp-1, idp-2, jobs
+    for service in hospiconnect:
+        assert service["environment"]["HOSPICONNECT_LOCKOUT_THRESHOLD"] == "7"
+        assert service["environment"]["HOSPICONNECT_ENV"] == "production"  # the compose file's own value wins
+
+
 def test_compose_refuses_to_start_without_the_required_settings(tmp_path: Path) -> None:
     result = _compose(tmp_path, "config", "--quiet", env_file=None)
     assert result.returncode != 0

@@ -280,7 +280,7 @@ def sign_in_to_the_dpi(page: Any, demo: Demo) -> None:
     expect(page.get_by_role("heading", level=1)).to_contain_text("DPI (démo)")
     page.get_by_label("Identifiant").fill(demo.person.user_name)
     page.get_by_label("Mot de passe").fill(PASSWORD)
-    page.get_by_role("button", name="Se connecter").click()
+    page.get_by_role("button", name="Se connecter", exact=True).click()
     expect(page.get_by_text("Étape 2 sur 2")).to_be_visible()
 
 

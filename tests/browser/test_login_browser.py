@@ -105,11 +105,11 @@ def test_password_then_totp_typed_in_the_page(page, live_server, receiver, sessi
     assert page.evaluate("document.activeElement.id") == "f-username"
     page.get_by_label("Identifiant").fill(clinician.user_name)
     page.get_by_label("Mot de passe").fill("pas le bon mot de passe")
-    page.get_by_role("button", name="Se connecter").click()
+    page.get_by_role("button", name="Se connecter", exact=True).click()
     assert page.get_by_role("alert").first.inner_text().endswith("Identifiant ou mot de passe incorrect.")
 
     page.get_by_label("Mot de passe").fill(PASSWORD)
-    page.get_by_role("button", name="Se connecter").click()
+    page.get_by_role("button", name="Se connecter", exact=True).click()
     page.get_by_text("Étape 2 sur 2").wait_for()
     page.get_by_label("Code de votre application d'authentification").fill(pyotp.TOTP(seed).now())
     page.get_by_role("button", name="Valider").click()

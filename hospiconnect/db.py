@@ -6,7 +6,7 @@ import contextlib
 import datetime as dt
 from typing import Iterator
 
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import MetaData, create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -49,8 +49,19 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+#: How long opening a PostgreSQL connection may take. libpq's default is to wait for ever: a database host
+#: that is down (no answer at all, rather than a refusal) would hold every request until the server's
+#: worker timeout; with this, such requests get the 503 of a database outage.
+POSTGRESQL_CONNECT_TIMEOUT_SECONDS = 5
+
+
 def make_engine(url: str, **kwargs: object) -> Engine:
-    """Return an engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout."""
+    """Return an engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout.
+
+    PostgreSQL connections are checked before each use (``pool_pre_ping``): after a restart of the database,
+    the pooled connections it closed are replaced on the spot instead of failing the requests that draw
+    them; and opening one gives up after :data:`POSTGRESQL_CONNECT_TIMEOUT_SECONDS`.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
@@ -65,6 +76,9 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if "connect_timeout" not in make_url(url).query and "connect_args" not in kwargs:
+        # (a connect_timeout in the URL's query, an operator's choice, is kept)
+        kwargs["connect_args"] = {"connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_SECONDS}
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

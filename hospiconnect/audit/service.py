@@ -260,7 +260,15 @@ def verify_events(events: Iterable[AuditEvent], head_seq: int | None, head_hash:
 
 
 def verify(session: Session, batch: int = 5000) -> ChainReport:
-    """Verify the whole chain stored in the database."""
+    """Verify the whole chain stored in the database.
+
+    Called outside a transaction (as ``hospiconnect audit verify`` does), it reads the head and the entries in
+    one snapshot: a running service appends meanwhile, and entries committed after the head was read would
+    otherwise look like entries the head does not account for.
+    """
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+        # Its default isolation gives each statement its own snapshot. (SQLite, for development, is left as is.)
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     head = session.get(AuditHead, 1)
 
     def stream() -> Iterable[AuditEvent]:

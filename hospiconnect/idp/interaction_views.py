@@ -37,6 +37,7 @@ from flask import url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import SQLAlchemyError
 
 from hospiconnect import appctx, policies_runtime
 from hospiconnect.authenticators import amr as amr_values
@@ -324,8 +325,15 @@ def _field(name: str) -> str:
 
 @bp.after_request
 def _headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = interactions.content_security_policy(
-        g.get("login_interaction"), also=interactions.psc_form_target(appctx.runtime().settings))
+    also = interactions.psc_form_target(appctx.runtime().settings)
+    try:
+        policy = interactions.content_security_policy(g.get("login_interaction"), also=also)
+    except SQLAlchemyError:
+        # The database failed during this request and the session dropped what it had loaded: reading the
+        # interaction again would fail this response too (its 503 would become a 500). Without it, the policy
+        # only lacks the client's redirect URI, which an error page does not need.
+        policy = interactions.content_security_policy(None, also=also)
+    response.headers["Content-Security-Policy"] = policy
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response

@@ -14,6 +14,8 @@ from hospiconnect.errors import HospiConnectError
 log = logging.getLogger("hospiconnect.web")
 
 SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+#: What a 503 of a database outage asks clients to wait (Retry-After), in seconds.
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 FRENCH_TITLES = {
     400: "Requête invalide",
@@ -44,6 +46,12 @@ HTTP_CODES = {
     500: "internal",
     503: "unavailable",
 }
+
+
+# The provider's protocol endpoints: their clients are programs that read OAuth errors (RFC 6749 §5.2,
+# RFC 6750 §3.1, RFC 7662, RFC 7009) or JSON documents, whatever Accept header they send.
+_PROTOCOL_JSON_PATHS = frozenset({"/token", "/introspect", "/revoke", "/userinfo", "/jwks.json",
+                                  "/.well-known/openid-configuration"})
 
 
 def _wants_scim() -> bool:
@@ -103,11 +111,21 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)
     def _database(exc: Exception) -> Response:
+        # Nothing of the request was committed (one transaction per operation): the client may retry.
         origin = getattr(exc, "orig", None) or exc
         first_line = (str(origin).strip().splitlines() or [""])[0][:200]
         log.error("base de données indisponible : %s: %s", origin.__class__.__name__, first_line)
+        if request.path in _PROTOCOL_JSON_PATHS:
+            # An OAuth client understands "temporarily_unavailable" (RFC 6749 §4.1.2.1), not a French page;
+            # error_description is ASCII (§5.2).
+            response = jsonify({"error": "temporarily_unavailable",
+                                "error_description": "The service is temporarily unavailable; retry later."})
+            response.status_code = 503
+            response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+            response.headers["Cache-Control"] = "no-store"
+            return response
         return error_response(503, "La base de données est momentanément injoignable. Réessayez dans un instant.",
-                              code="unavailable", headers={"Retry-After": "5"})
+                              code="unavailable", headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

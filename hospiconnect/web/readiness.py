@@ -1,9 +1,11 @@
 """Is this process ready to serve? The checks behind ``/readyz``, polled by the reverse proxy.
 
-``/healthz`` says the process answers; ``/readyz`` says it can do its work: the database answers, Redis
-answers when one is configured (the throttling counters live there), and the schema is the one this code
-expects (an instance started before ``hospiconnect init`` ran, or a new version started before its
-migration, must get no traffic). Each check is run in a small pool of threads and waited for at most
+``/healthz`` says the process answers; ``/readyz`` says it can do its work: the database answers and the
+schema is one this code can serve (an instance started before ``hospiconnect init`` ran, or an old version
+after a newer one's migrations were undone, must get no traffic). Redis is checked and reported, but an
+unreachable Redis leaves the instance ready, ``degraded``: the throttling counters then fall back to the
+database (hospiconnect.ratelimit), and taking every instance out of rotation for it would turn a Redis outage
+into a full one. Each check is run in a small pool of threads and waited for at most
 :data:`CHECK_TIMEOUT_SECONDS`: an unreachable host that never answers a connection cannot hold the proxy's
 poll, nor pile up threads beyond the pool. What failed is named (``unreachable``, ``outdated``), never how:
 no URL, host or exception text leaves the process (the log has the exception's class).
@@ -44,7 +46,12 @@ class Readiness:
 
     @property
     def ready(self) -> bool:
-        return all(state in (OK, NOT_CONFIGURED) for state in self.checks.values())
+        return self.checks.get("database") == OK and self.checks.get("migrations") == OK
+
+    @property
+    def degraded(self) -> bool:
+        """Ready, with something that has a fallback (Redis) unreachable."""
+        return self.ready and any(state not in (OK, NOT_CONFIGURED) for state in self.checks.values())
 
 
 @functools.cache

@@ -23,10 +23,12 @@ def healthz():  # type: ignore[no-untyped-def]
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Whether this process can serve (hospiconnect.web.readiness): 200 when every check passes, else 503
-    with ``Retry-After``; the reverse proxy sends traffic only to ready instances."""
+    """Whether this process can serve (hospiconnect.web.readiness): 200 when the database answers with a schema
+    this code serves (``degraded`` when Redis does not answer: its counters fall back to the database), else
+    503 with ``Retry-After``; the reverse proxy sends traffic only to ready instances."""
     result = readiness.check(appctx.runtime())
-    response = jsonify({"status": "ready" if result.ready else "not_ready", "checks": result.checks})
+    status = ("degraded" if result.degraded else "ready") if result.ready else "not_ready"
+    response = jsonify({"status": status, "checks": result.checks})
     if not result.ready:
         response.status_code = 503
         response.headers["Retry-After"] = str(readiness.RETRY_AFTER_SECONDS)

@@ -72,10 +72,13 @@ def test_ready_with_a_redis_that_answers(app_for):
     assert response.get_json()["checks"] == {"database": "ok", "redis": "ok", "migrations": "ok"}
 
 
-def test_a_redis_that_does_not_answer_makes_the_process_not_ready(app_for):
+def test_a_redis_that_does_not_answer_leaves_the_process_ready_but_degraded(app_for):
+    """The throttling counters fall back to the database: the instance stays in rotation, and says why."""
     port = closed_port()
     response = app_for(redis_url=f"redis://:motdepasse@127.0.0.1:{port}/11").get("/readyz")
-    body = _not_ready(response, {"redis": "unreachable", "database": "ok", "migrations": "ok"})
+    assert response.status_code == 200 and "Retry-After" not in response.headers
+    body = response.get_json()
+    assert body == {"status": "degraded", "checks": {"redis": "unreachable", "database": "ok", "migrations": "ok"}}
     text_of = response.get_data(as_text=True)
     for leak in (str(port), "127.0.0.1", "motdepasse", "redis://", "Error"):
         assert leak not in text_of, body

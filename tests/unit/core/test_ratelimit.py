@@ -177,12 +177,13 @@ def test_concurrent_failures_each_count_once(throttle, rt):
 def test_make_throttle_picks_the_backend(settings):
     import dataclasses
 
-    from hospiconnect.ratelimit import RedisBackend
+    from hospiconnect.ratelimit import RedisBackend, RedisWithDatabaseFallback
 
     assert isinstance(make_throttle(dataclasses.replace(settings, redis_url="")).backend, DatabaseBackend)
     t = make_throttle(dataclasses.replace(settings, redis_url="redis://127.0.0.1:6379/5", lockout_threshold=5,
                                           lockout_minutes=3))
-    assert isinstance(t.backend, RedisBackend)
+    # Redis, with the database while Redis is away (tests/unit/core/test_ratelimit_fallback.py).
+    assert isinstance(t.backend, RedisWithDatabaseFallback) and isinstance(t.backend.redis, RedisBackend)
     assert (t.policy.lockout_threshold, t.policy.lockout_seconds) == (5, 180)
 
 

@@ -1,0 +1,1 @@
+"""Fault tests: the provider with its PostgreSQL restarted under load, and with its Redis stopped."""

@@ -105,3 +105,27 @@ def client(app):  # type: ignore[no-untyped-def]
 @pytest.fixture()
 def today() -> dt.date:
     return dt.date(2026, 11, 27)
+
+
+@pytest.fixture()
+def app_with(rt):
+    """Build ``(runtime, test client)`` of an application whose settings differ by ``overrides`` (same
+    database and keys)."""
+    import dataclasses
+
+    from hospiconnect import appctx, create_app
+    from hospiconnect.runtime import Runtime
+
+    built = []
+
+    def build(**overrides):
+        runtime = Runtime(dataclasses.replace(rt.settings, **overrides))
+        app = create_app(runtime.settings)
+        app.extensions[appctx.EXTENSION] = runtime
+        app.config.update(TESTING=True)
+        built.append(runtime)
+        return runtime, app.test_client()
+
+    yield build
+    for runtime in built:
+        runtime.db.dispose()

@@ -225,18 +225,9 @@ def _finish_sign_in(pending: national.PendingPsc, params: dict[str, str]) -> Res
         session.rollback()
         national.record_failure(session, exc, purpose=national.LOGIN, reason="interaction_expired", client_ip=ip)
         return _login_problem(_expired_title(exc), exc.message, exc.http_status)
-    fetch = _fetch()
     try:
-        config = client_config(rt.settings)
-        discovery = national.discovery_for(config, fetch)
-        provider_keys = national.provider_keys_for(config, discovery, fetch)
-        verified = psc.handle_callback(config, discovery, pending.transaction, params, fetch=fetch,
-                                       provider_jwks=provider_keys)
-    except psc.PscError as exc:
-        session.rollback()
-        if isinstance(exc, psc.BadTokenSignature):
-            national.forget_provider_keys(config.discovery_url)
-        national.record_failure(session, exc, purpose=national.LOGIN, client_ip=ip)
+        verified = _verified(pending, params)
+    except psc.PscError as exc:  # journaled and committed
         title = ("Connexion Pro Santé Connect annulée" if isinstance(exc, psc.AccessDenied)
                  else "La connexion Pro Santé Connect n'a pas abouti")
         return _login_problem(title, exc.message, _status_of(exc), interaction)
@@ -260,6 +251,32 @@ def _finish_sign_in(pending: national.PendingPsc, params: dict[str, str]) -> Res
     response = redirect(interactions.resume_url(interaction), 303)
     login_session.set_cookie(response, rt.settings, cookie)
     return response
+
+
+def _verified(pending: national.PendingPsc, params: dict[str, str], *, identity_id: int | None = None,
+              actor: str = "person:psc", signed_in: bool = True) -> psc.NationalIdentity:
+    """Return the national identity PSC's answer ``params`` proves for the consumed transaction ``pending``
+    (code exchange, ID token and userinfo checks). A failure — or ``signed_in`` false: the pairing browser is
+    no longer signed in as the person who asked — is journaled, committed and raised as a :class:`psc.PscError`.
+    Signature keys are forgotten after a bad signature (PSC may have rotated them)."""
+    session = appctx.db_session()
+    fetch = _fetch()
+    config: psc.PscConfig | None = None
+    try:
+        if not signed_in:
+            raise SignedOut()
+        config = client_config(appctx.runtime().settings)
+        discovery = national.discovery_for(config, fetch)
+        provider_keys = national.provider_keys_for(config, discovery, fetch)
+        return psc.handle_callback(config, discovery, pending.transaction, params, fetch=fetch,
+                                   provider_jwks=provider_keys)
+    except psc.PscError as exc:
+        session.rollback()
+        if isinstance(exc, psc.BadTokenSignature) and config is not None:
+            national.forget_provider_keys(config.discovery_url)
+        national.record_failure(session, exc, purpose=pending.purpose, identity_id=identity_id, actor=actor,
+                                client_ip=appctx.client_ip())
+        raise
 
 
 NOT_PAIRED_HELP = ("Connectez-vous une première fois avec votre identifiant et votre second facteur, puis associez "
@@ -301,21 +318,10 @@ def callback() -> tuple[str, int] | Response:
     identity = session.get(Identity, pending.identity_id)
     assert identity is not None
     actor = identity.user_name
-    fetch = _fetch()
     try:
-        if _signed_in_identity_id() != identity.id:
-            raise SignedOut()
-        config = client_config(rt.settings)
-        discovery = national.discovery_for(config, fetch)
-        provider_keys = national.provider_keys_for(config, discovery, fetch)
-        verified = psc.handle_callback(config, discovery, pending.transaction, params, fetch=fetch,
-                                       provider_jwks=provider_keys)
-    except psc.PscError as exc:
-        session.rollback()
-        if isinstance(exc, psc.BadTokenSignature):
-            national.forget_provider_keys(config.discovery_url)
-        national.record_failure(session, exc, purpose=pending.purpose, identity_id=identity.id, actor=actor,
-                                client_ip=ip)
+        verified = _verified(pending, params, identity_id=identity.id, actor=actor,
+                             signed_in=_signed_in_identity_id() == identity.id)
+    except psc.PscError as exc:  # journaled and committed
         return _psc_failure(exc)
     try:
         link = national.complete_pairing(session, identity, verified, actor, client_ip=ip)

@@ -8,20 +8,16 @@ The counters are the process's and other tests move them too: each test compares
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
-from typing import Iterator
 
 import pyotp
 import pytest
 import time_machine
 from prometheus_client.parser import text_string_to_metric_families
 
-from hospiconnect import appctx, create_app
 from hospiconnect.authenticators import services as mie_services
 from hospiconnect.db import utcnow
-from hospiconnect.runtime import Runtime
 from tests.factories import create_identity
 from tests.oidc_helpers import auth_request, exchange, interaction_id_of, register, sign_in
 
@@ -51,20 +47,9 @@ def signins(readings: Readings, outcome: str, factor: str) -> float:
 
 
 @pytest.fixture()
-def app_for(rt: Runtime) -> Iterator:
-    built: list[Runtime] = []
-
-    def build(**overrides):
-        runtime = Runtime(dataclasses.replace(rt.settings, **overrides))
-        app = create_app(runtime.settings)
-        app.extensions[appctx.EXTENSION] = runtime
-        app.config.update(TESTING=True)
-        built.append(runtime)
-        return app.test_client()
-
-    yield build
-    for runtime in built:
-        runtime.db.dispose()
+def app_for(app_with):  # type: ignore[no-untyped-def]
+    """Build a test client of an application whose settings differ from the suite's by ``overrides``."""
+    return lambda **overrides: app_with(**overrides)[1]
 
 
 # --- who may read them, and in which format ------------------------------------------------------------------

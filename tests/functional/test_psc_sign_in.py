@@ -6,7 +6,6 @@ session."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import urllib.parse
 from pathlib import Path
@@ -22,18 +21,10 @@ from hospiconnect.idp import login_session, psc_delegation
 from hospiconnect.idp.models import Interaction, SsoSession
 from hospiconnect.policies import DEFAULT_POLICY_PATH, load_policy
 from tests.fcplus_helpers import wsgi_fetch
-from tests.functional.test_psc_pairing import AUTHORIZE, pair, professional, signed_in
+from tests.functional.test_psc_pairing import AUTHORIZE, pair, professional, psc_app, signed_in  # noqa: F401
 from tests.functional.test_psc_simulator import choose
 from tests.functional.test_remote_enrollment import csrf, text_of
 from tests.oidc_helpers import auth_request, exchange, id_token_claims, interaction_id_of, query_of, register
-
-
-@pytest.fixture()
-def psc_app(app):  # type: ignore[no-untyped-def]
-    app.extensions["hospiconnect.psc_fetch"] = wsgi_fetch(app)
-    national.clear_caches()
-    yield app
-    national.clear_caches()
 
 
 def paired(app, rt, session, key: str):  # type: ignore[no-untyped-def]
@@ -223,17 +214,12 @@ classes:
 """
 
 
-def test_the_access_policy_judges_the_national_mie_not_the_amr(rt, session, tmp_path: Path):
+def test_the_access_policy_judges_the_national_mie_not_the_amr(app_with, session, tmp_path: Path):
     """e-CPS reports amr pwd/otp: a class open to the CPS card only must still refuse it (and accept the card)."""
-    from hospiconnect import appctx, create_app
-    from hospiconnect.runtime import Runtime
-
     policy = tmp_path / "politique.yaml"
     policy.write_text(POLICY_CARD_ONLY, encoding="utf-8")
-    runtime = Runtime(dataclasses.replace(rt.settings, policy_file=policy, policy_check_seconds=0))
-    application = create_app(runtime.settings)
-    application.extensions[appctx.EXTENSION] = runtime
-    application.config.update(TESTING=True)
+    runtime, browser = app_with(policy_file=policy, policy_check_seconds=0)
+    application = browser.application
     application.extensions["hospiconnect.psc_fetch"] = wsgi_fetch(application)
     national.clear_caches()
     for key in ("infirmier-ecps", "medecin-cps"):

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-from typing import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from hospiconnect import appctx, create_app
 from hospiconnect.runtime import Runtime
 from hospiconnect.web import readiness
 
@@ -29,21 +27,9 @@ def closed_port() -> int:
 
 
 @pytest.fixture()
-def app_for(rt: Runtime) -> Iterator:
+def app_for(app_with):  # type: ignore[no-untyped-def]
     """Build a test client of an application whose settings differ from the suite's by ``overrides``."""
-    built: list[Runtime] = []
-
-    def build(**overrides):
-        runtime = Runtime(dataclasses.replace(rt.settings, **overrides))
-        app = create_app(runtime.settings)
-        app.extensions[appctx.EXTENSION] = runtime
-        app.config.update(TESTING=True)
-        built.append(runtime)
-        return app.test_client()
-
-    yield build
-    for runtime in built:
-        runtime.db.dispose()
+    return lambda **overrides: app_with(**overrides)[1]
 
 
 def _not_ready(response, failing: dict[str, str]) -> dict:

@@ -32,27 +32,3 @@ def rp(session, rt):
 def health_rp(session, rt):
     """A confidential client that gives access to health data (two factors required)."""
     return register(session, rt, name="Dossier patient informatisé", sensitivity="health-data")
-
-
-@pytest.fixture()
-def app_with(rt):
-    """Build ``(runtime, test client)`` of an application whose settings differ by ``overrides`` (same
-    database and keys)."""
-    import dataclasses
-
-    from hospiconnect import appctx, create_app
-    from hospiconnect.runtime import Runtime
-
-    built = []
-
-    def build(**overrides):
-        runtime = Runtime(dataclasses.replace(rt.settings, **overrides))
-        app = create_app(runtime.settings)
-        app.extensions[appctx.EXTENSION] = runtime
-        app.config.update(TESTING=True)
-        built.append(runtime)
-        return runtime, app.test_client()
-
-    yield build
-    for runtime in built:
-        runtime.db.dispose()

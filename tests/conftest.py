@@ -66,6 +66,9 @@ def _empty_tables(rt: Runtime) -> None:
     with rt.db.engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
+    from hospiconnect.idp.clients import forget_clients
+
+    forget_clients()  # the registrations this process kept belonged to the rows just deleted
 
 
 @pytest.fixture()

@@ -1,11 +1,14 @@
 """Append events to the journal and verify its hash chain.
 
 An event is recorded in the caller's session and written when that transaction commits, so it commits or
-rolls back with the change it records. Appends are serialised by updating the single ``audit_head`` row
-first: on PostgreSQL that takes a row lock held until commit, on SQLite the database write lock; since the
-events of a transaction are written together as it commits, the lock is held for the commit only. Each
-entry's hash covers its fields and the previous entry's hash; ``seq`` is contiguous, so a deleted row is
-found as well as a changed one.
+rolls back with the change it records. Appends are serialised by the single ``audit_head`` row, locked
+first: on PostgreSQL a row lock held until commit, on SQLite the database write lock; since the events of a
+transaction are written together as it commits, the lock is held for the commit only. Each entry's hash
+covers its fields and the previous entry's hash; ``seq`` is contiguous, so a deleted row is found as well as
+a changed one. On PostgreSQL one statement does the whole append — lock the head, chain the entries (the
+database computes their SHA-256 over the canonical form built here, see :func:`_chained_append`), insert
+them, move the head — so a request that journals pays one round trip for it and holds the lock for the
+commit alone.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import hashlib
 import json
 from typing import Any, Iterable, NoReturn
 
-from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import bindparam, event, select, text, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.sql.util import find_tables
 
@@ -57,7 +60,7 @@ def _ensure_head(session: Session) -> None:
 
 # Events recorded in a session wait here (``Session.info``) until the transaction commits.
 _PENDING = "hospiconnect.audit.pending"
-# Rows per INSERT statement when appending; up to _CTE_ROWS rows go in one statement with the head's move.
+# Rows per INSERT statement when appending; on PostgreSQL, up to _CTE_ROWS rows are appended in one statement.
 _CHUNK = 500
 _CTE_ROWS = 20
 _COLUMNS = ("seq", "occurred_at", "tag", "actor", "subject", "client_ip", "outcome", "details", "prev_hash", "hash")
@@ -107,20 +110,78 @@ def record(
     return event
 
 
+# The journal's statements are Core statements on the tables (not ORM-enabled ones) run on the session's
+# connection: appending is on every request's commit path, and the ORM's bulk-update machinery would cost more
+# than the round trip.
+_EVENTS = AuditEvent.__table__
+_HEAD = AuditHead.__table__
+
+
 @functools.lru_cache(maxsize=64)
 def _bump(count: int) -> Any:
-    return (update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + count)
-            .returning(AuditHead.seq, AuditHead.last_hash))
+    return (update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq + count)
+            .returning(_HEAD.c.seq, _HEAD.c.last_hash))
 
 
-@functools.lru_cache(maxsize=64)
-def _insert_and_move_head(count: int) -> Any:
-    # One round trip: the rows ride in a CTE of the statement that moves the head. Built once per batch size
-    # with named parameters, so the statement (and its compiled form) is reused.
-    table = AuditEvent.__table__
-    rows = [{c: bindparam(f"r{i}_{c}", type_=table.c[c].type) for c in _COLUMNS} for i in range(count)]
-    return (update(AuditHead).where(AuditHead.id == 1).values(last_hash=bindparam("head_hash"))
-            .add_cte(table.insert().values(rows).cte("appended")))
+# On PostgreSQL the whole append is one statement, chained by the database: it locks the head row, computes
+# each entry's hash from the head's (SHA-256 of the same canonical form as :func:`compute_hash`, which verifies
+# it), inserts the entries and moves the head. The canonical form is cut around the two values only the head
+# knows: ``prev_hash`` and ``seq`` (:func:`_canonical_around_head`).
+_PREV_AND_SEQ = '"prev_hash":"","seq":0'
+_BETWEEN = '","seq":'
+
+
+def _canonical_around_head(event: AuditEvent) -> tuple[str, str]:
+    """Return ``(before, after)`` such that ``before + prev_hash + '","seq":' + str(seq) + after`` is the
+    canonical form of ``event`` chained after ``prev_hash`` at ``seq`` (decoded UTF-8)."""
+    event.prev_hash, event.seq = "", 0
+    form = _canonical(event).decode()
+    # Keys are sorted and every value before "prev_hash" is a JSON string, whose quotes are escaped: the first
+    # occurrence is the key itself.
+    cut = form.index(_PREV_AND_SEQ)
+    return form[:cut] + '"prev_hash":"', form[cut + len(_PREV_AND_SEQ):]
+
+
+_ROW_PARAMS = ("occurred_at", "tag", "actor", "subject", "client_ip", "outcome", "details")
+
+
+@functools.lru_cache(maxsize=_CTE_ROWS)
+def _chained_append(count: int) -> Any:
+    steps = ["head AS (SELECT seq, last_hash FROM audit_head WHERE id = 1 FOR UPDATE)"]
+    previous, seq, prev_hash = "head", "head.seq", "head.last_hash"
+    for i in range(count):
+        steps.append(f"e{i} AS (SELECT {seq} + 1 AS seq, {prev_hash} AS prev_hash, "
+                     f"encode(sha256(convert_to(:before{i} || {prev_hash} || :between || ({seq} + 1)::text "
+                     f"|| :after{i}, 'UTF8')), 'hex') AS hash FROM {previous})")
+        previous, seq, prev_hash = f"e{i}", f"e{i}.seq", f"e{i}.hash"
+    steps.append(f"moved AS (UPDATE audit_head SET seq = {seq}, last_hash = {prev_hash} FROM {previous} "
+                 "WHERE audit_head.id = 1)")
+    rows = " UNION ALL ".join(
+        f"SELECT e{i}.seq, " + ", ".join(f":{c}{i}" for c in _ROW_PARAMS) + f", e{i}.prev_hash, e{i}.hash FROM e{i}"
+        for i in range(count))
+    sql = (f"WITH {', '.join(steps)} INSERT INTO audit_events ({', '.join(_COLUMNS)}) {rows} "
+           "RETURNING seq, prev_hash, hash")
+    return text(sql).bindparams(*[bindparam(f"occurred_at{i}", type_=_EVENTS.c.occurred_at.type)
+                                  for i in range(count)])
+
+
+def _append_chained_by_the_database(connection: Any, events: list[AuditEvent]) -> bool:
+    # False when the head row does not exist yet (nothing written).
+    params: dict[str, Any] = {"between": _BETWEEN}
+    for i, event in enumerate(events):
+        params.update({f"{c}{i}": getattr(event, c) for c in _ROW_PARAMS})
+        params[f"before{i}"], params[f"after{i}"] = _canonical_around_head(event)
+    written = sorted(connection.execute(_chained_append(len(events)), params).all())
+    if not written:
+        return False
+    for event, (seq, prev_hash, hash_) in zip(events, written):
+        event.seq, event.prev_hash, event.hash = seq, prev_hash, hash_
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def _move_head() -> Any:
+    return update(_HEAD).where(_HEAD.c.id == 1).values(last_hash=bindparam("head_hash"))
 
 
 def _append(session: Session, events: list[AuditEvent]) -> None:
@@ -136,10 +197,20 @@ def _append(session: Session, events: list[AuditEvent]) -> None:
 
 def _chain_and_write(session: Session, events: list[AuditEvent]) -> None:
     count = len(events)
-    head = session.execute(_bump(count)).first()
+    # The session's pending changes first (as an ORM statement would autoflush them): the head's lock is then
+    # taken last, just before the commit.
+    session.flush()
+    connection = session.connection()
+    if count <= _CTE_ROWS and connection.dialect.name == "postgresql":
+        if not _append_chained_by_the_database(connection, events):
+            _ensure_head(session)
+            if not _append_chained_by_the_database(connection, events):
+                raise RuntimeError("audit head row missing")
+        return
+    head = connection.execute(_bump(count)).first()
     if head is None:
         _ensure_head(session)
-        head = session.execute(_bump(count)).one()
+        head = connection.execute(_bump(count)).one()
     seq, prev = head.seq - count, head.last_hash
     rows = []
     for event in events:
@@ -147,13 +218,9 @@ def _chain_and_write(session: Session, events: list[AuditEvent]) -> None:
         event.seq, event.prev_hash = seq, prev
         event.hash = prev = compute_hash(event)
         rows.append({c: getattr(event, c) for c in _COLUMNS})
-    if count <= _CTE_ROWS and session.get_bind().dialect.name == "postgresql":
-        params = {f"r{i}_{c}": row[c] for i, row in enumerate(rows) for c in _COLUMNS}
-        session.execute(_insert_and_move_head(count), {**params, "head_hash": prev})
-        return
     for start in range(0, count, _CHUNK):
-        session.execute(AuditEvent.__table__.insert(), rows[start:start + _CHUNK])
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=prev))
+        connection.execute(_EVENTS.insert(), rows[start:start + _CHUNK])
+    connection.execute(_move_head(), {"head_hash": prev})
 
 
 def write_pending(session: Session) -> int:

@@ -12,13 +12,16 @@ import hmac
 import json
 import re
 import secrets
+import threading
+import time
 from typing import Any, Collection, Iterable
 from urllib.parse import urlsplit
 
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import ORMExecuteState, Session, object_session
 
 from hospiconnect.audit import service as audit
 from hospiconnect.crypto import InstanceKeys
@@ -258,6 +261,105 @@ def get_client(session: Session, client_id: str) -> Client | None:
     if not isinstance(client_id, str) or not client_id or len(client_id) > 100 or "\x00" in client_id:
         return None
     return session.scalar(select(Client).where(Client.client_id == client_id))
+
+
+# --- the token endpoint's view of the clients -----------------------------------------------------------
+
+#: How long a process may authenticate clients at the token, introspection and revocation endpoints with a
+#: registration it read earlier. A secret rotated or a client disabled by another process (the command line,
+#: another instance) takes effect there within this delay; in the process that made the change, at once.
+CLIENT_CACHE_SECONDS = 2.0
+_CLIENT_CACHE_SIZE = 256
+_CHANGED = "hospiconnect.clients.changed"
+
+
+class _ClientCache:
+    """Detached copies of client rows, by ``client_id``, each kept :data:`CLIENT_CACHE_SECONDS`.
+
+    Every client-authenticated request of the token endpoint otherwise reads the same row again. The copies
+    are transient objects that belong to no session (the client table has no relationship that could attach
+    them to one); they are never modified. A change committed by this process empties the cache (see
+    :func:`_client_changed`); the generation counter keeps a copy read before such a change from being stored
+    after it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, Client]] = {}
+        self._generation = 0
+
+    def get(self, session: Session, client_id: str, now: float) -> Client | None:
+        entry = self._entries.get(client_id)
+        if entry is not None and now - entry[0] < CLIENT_CACHE_SECONDS:
+            return entry[1]
+        generation = self._generation
+        row = get_client(session, client_id)
+        if row is None:
+            return None  # unknown ids are not kept: anyone can send any number of them
+        copy = Client(**{attr.key: getattr(row, attr.key) for attr in _COLUMN_ATTRS})
+        with self._lock:
+            if generation == self._generation:
+                if len(self._entries) >= _CLIENT_CACHE_SIZE:
+                    self._entries.clear()
+                self._entries[client_id] = (now, copy)
+        return copy
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()
+
+
+_COLUMN_ATTRS = tuple(sa_inspect(Client).column_attrs)
+_client_cache = _ClientCache()
+_clock = time.monotonic
+
+
+def cached_client(session: Session, client_id: str) -> Client | None:
+    """Return the client registered as ``client_id`` (disabled ones included) as read at most
+    :data:`CLIENT_CACHE_SECONDS` ago by this process, or ``None``: for client authentication, which happens
+    at every request of the token endpoint. The returned object is a copy attached to no session: read it,
+    never change it (use :func:`get_client` for that)."""
+    if not isinstance(client_id, str):
+        return None
+    return _client_cache.get(session, client_id, _clock())
+
+
+def forget_clients() -> None:
+    """Empty this process's cache of client registrations (:func:`cached_client`)."""
+    _client_cache.clear()
+
+
+def _mark_changed(session: Session | None) -> None:
+    if session is not None:
+        session.info[_CHANGED] = True
+        _client_cache.clear()
+
+
+@event.listens_for(Client, "after_insert")
+@event.listens_for(Client, "after_update")
+@event.listens_for(Client, "after_delete")
+def _client_row_written(mapper: Any, connection: Any, target: Client) -> None:
+    _mark_changed(object_session(target))
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _client_rows_updated(state: ORMExecuteState) -> None:
+    if (state.is_update or state.is_delete) and state.bind_mapper is not None and state.bind_mapper.class_ is Client:
+        _mark_changed(state.session)
+
+
+@event.listens_for(Session, "after_commit")
+def _client_changed(session: Session) -> None:
+    # Emptied again once committed: another thread may have read the row between the write and the commit.
+    if session.info.pop(_CHANGED, False):
+        _client_cache.clear()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _client_change_rolled_back(session: Session, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:
+        session.info.pop(_CHANGED, None)
 
 
 def require_client(session: Session, client_id: str) -> Client:

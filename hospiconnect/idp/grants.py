@@ -21,6 +21,12 @@ Authlib's defaults are not ours; each override below says why:
 * **ID tokens**: signed by :func:`hospiconnect.idp.keys.sign` (ES256, or RS256 when the client registered
   that preference) through :meth:`IdToken.encode_id_token`; also returned on refresh (Core §12.2), with
   the original ``auth_time``, ``acr``, ``amr`` and ``sid`` and without ``nonce``.
+* **Few statements** (the token endpoint is the busiest one): a code or a refresh token is read with its lock,
+  its identity, its SSO session and the signing key in one statement (:func:`tokens.find_code_context`,
+  :func:`tokens.find_refresh_context`), spent by its conditional UPDATE with the new tokens inserted in the
+  same statement (:func:`tokens.redeem_and_issue`, :func:`tokens.rotate_and_issue`), and the client's
+  registration comes from :func:`hospiconnect.idp.clients.cached_client`. A refresh grant is three
+  statements on PostgreSQL, the journal's included.
 * **Introspection** (RFC 7662): ``active: false`` for anything not active, and for a token of another
   client — a resource server introspects with the credentials of the client the token was issued to.
 * **Revocation** (RFC 7009): always 200 for unknown tokens and for tokens of another client (nothing is
@@ -34,7 +40,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
@@ -65,10 +71,12 @@ ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_k
 # --- adapters between the rows and Authlib's mixins -----------------------------------------------------
 
 class CodeRecord(AuthorizationCodeMixin):
-    """An ``oidc_codes`` row as Authlib sees it."""
+    """An ``oidc_codes`` row as Authlib sees it, with the identity and the SSO session read along with it
+    (:func:`hospiconnect.idp.tokens.find_code_context`)."""
 
-    def __init__(self, row: AuthorizationCode) -> None:
+    def __init__(self, row: AuthorizationCode, context: tokens.CodeContext | None = None) -> None:
         self.row = row
+        self.context = context
 
     def get_redirect_uri(self) -> str:
         return self.row.redirect_uri
@@ -78,10 +86,12 @@ class CodeRecord(AuthorizationCodeMixin):
 
 
 class TokenRecord(TokenMixin):
-    """An ``oidc_tokens`` row as Authlib sees it."""
+    """An ``oidc_tokens`` row as Authlib sees it; for a refresh grant, with the identity and the SSO session
+    read along with it (:func:`hospiconnect.idp.tokens.find_refresh_context`)."""
 
-    def __init__(self, row: Token) -> None:
+    def __init__(self, row: Token, context: tokens.RefreshContext | None = None) -> None:
         self.row = row
+        self.context = context
 
     def check_client(self, client: "OAuthClient") -> bool:
         return self.row.client_id == client.get_client_id()
@@ -170,18 +180,26 @@ class IdToken(OpenIDCode):
         # authentication facts from the code or the refresh token, not from the time of the request.
         server: Server = request.server
         client = request.client.row
+        signing_kid: str | None = None  # read along with the grant's rows, or else when signing
         if request.authorization_code is not None:
-            code: AuthorizationCode = request.authorization_code.row
+            code_record: CodeRecord = request.authorization_code
+            code: AuthorizationCode = code_record.row
             session_id, auth_time, acr, nonce = code.session_id, code.auth_time, code.acr, code.nonce
             amr = json.loads(code.amr_json or "[]")
+            if code_record.context is not None:
+                signing_kid = code_record.context.signing_kid
         else:
-            refresh: Token = request.refresh_token.row
+            record: TokenRecord = request.refresh_token
+            refresh: Token = record.row
             session_id, auth_time, acr, nonce = refresh.session_id, refresh.auth_time, refresh.acr, None
             amr = json.loads(refresh.amr_json or "[]")
+            if record.context is not None:
+                signing_kid = record.context.signing_kid
         sso = server.db().get(SsoSession, session_id) if session_id else None
         return oidc.id_token(server.db(), server.keys(), server.settings(), client=client, identity=request.user,
                              scope=token["scope"], auth_time=auth_time, acr=acr, amr=amr,
-                             sid=sso.sid if sso else None, nonce=nonce, access_token=token.get("access_token"))
+                             sid=sso.sid if sso else None, nonce=nonce, access_token=token.get("access_token"),
+                             signing_kid=signing_kid)
 
 
 # --- grants ---------------------------------------------------------------------------------------------
@@ -193,11 +211,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def query_authorization_code(self, code: str, client: "OAuthClient") -> CodeRecord | None:
         server = _server(self)
-        row = tokens.find_code(server.db(), server.keys(), code)
-        if row is None:
+        # Every request about one code waits here for the others, before anything is written.
+        context = tokens.find_code_context(server.db(), server.keys(), code,
+                                           signing_alg=oidc.id_token_alg(server.db(), client.row))
+        if context is None:
             _journal_refusal(server, self.request, "unknown_code")
             return None
-        row = tokens.lock_code(server.db(), row)
+        row = context.code
         if row.used_at is not None:
             # RFC 6749 §4.1.2: a second use is an attack or a bug; the tokens of the first use die too.
             revoked = tokens.revoke_code_tokens(server.db(), row.id)
@@ -212,7 +232,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if utcnow() >= row.expires_at:
             _journal_refusal(server, self.request, "code_expired")
             return None
-        return CodeRecord(row)
+        return CodeRecord(row, context)
 
     def save_authorization_code(self, code: str, request: Any) -> None:
         raise NotImplementedError("codes are issued by hospiconnect.idp.oidc")
@@ -222,39 +242,56 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         pass
 
     def authenticate_user(self, authorization_code: CodeRecord) -> Identity | None:
-        return _active_identity(_server(self), authorization_code.row.identity_id)
+        context = authorization_code.context
+        if context is None:
+            return _active_identity(_server(self), authorization_code.row.identity_id)
+        identity = context.identity
+        return identity if identity is not None and identity.is_active else None
 
     @hooked
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         server = _server(self)
         record: CodeRecord = self.request.authorization_code
         row = record.row
-        # The one conditional UPDATE that decides, after PKCE and redirect_uri have been checked.
-        if not tokens.redeem_code(server.db(), row):
-            # Token rows first, the journal last (its lock is held until commit).
-            revoked = tokens.revoke_code_tokens(server.db(), row.id)
-            _journal_refusal(server, self.request, "code_race_or_expired")
-            if revoked:
-                audit.record(server.db(), tags.OIDC_CODE_REUSED, actor=f"client:{row.client_id}",
-                             subject=_public_id(server, row.identity_id), client_ip=server.client_ip(),
-                             outcome="refused", details={"client_id": row.client_id, "tokens_revoked": revoked})
-            raise InvalidGrantError("Invalid code.")
         user = self.authenticate_user(record)
-        sso = server.db().get(SsoSession, row.session_id) if row.session_id else None
+        if record.context is not None:
+            sso = record.context.sso
+        else:
+            sso = server.db().get(SsoSession, row.session_id) if row.session_id else None
         if user is None or sso is None or sso.ended_at is not None:
+            # The code is spent all the same (then refused), as when the check came after the redemption.
+            if not tokens.redeem_code(server.db(), row):
+                self._lost_race(row)
             _journal_refusal(server, self.request, "identity_or_session_inactive")
             raise InvalidGrantError("The authorization is no longer valid.")
-        self.request.user = user
         scope = row.scope
         grant = tokens.Grant(client_id=row.client_id, identity_id=row.identity_id, session_id=row.session_id,
                              scope=scope, auth_time=row.auth_time, acr=row.acr,
                              amr=tuple(json.loads(row.amr_json or "[]")), code_id=row.id)
-        token = server.issue(grant, access_scope=scope, with_refresh="offline_access" in scope.split())
+        # The one conditional UPDATE that decides, after PKCE and redirect_uri have been checked; the tokens
+        # are stored only when it succeeded.
+        token = server.redeem_and_issue(row, grant, access_scope=scope,
+                                        with_refresh="offline_access" in scope.split())
+        if token is None:
+            self._lost_race(row)
+        self.request.user = user
         audit.record(server.db(), tags.OIDC_TOKEN_ISSUED, actor=f"client:{row.client_id}", subject=user.public_id,
                      client_ip=server.client_ip(),
                      details={"client_id": row.client_id, "grant_type": "authorization_code", "scope": scope,
                               "refresh_token": "refresh_token" in token, "sid": sso.sid})
         return 200, token, self.TOKEN_RESPONSE_HEADER
+
+    def _lost_race(self, row: AuthorizationCode) -> NoReturn:
+        # Used or expired between the checks and the redemption: the tokens of the first use die too.
+        # Token rows first, the journal last (its lock is held until commit).
+        server = _server(self)
+        revoked = tokens.revoke_code_tokens(server.db(), row.id)
+        _journal_refusal(server, self.request, "code_race_or_expired")
+        if revoked:
+            audit.record(server.db(), tags.OIDC_CODE_REUSED, actor=f"client:{row.client_id}",
+                         subject=_public_id(server, row.identity_id), client_ip=server.client_ip(),
+                         outcome="refused", details={"client_id": row.client_id, "tokens_revoked": revoked})
+        raise InvalidGrantError("Invalid code.")
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
@@ -266,10 +303,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token: str) -> TokenRecord | None:
         server = _server(self)
         # Concurrent uses of one family wait here, before any write, then see each other's outcome.
-        row = tokens.find_refresh_token_locked(server.db(), server.keys(), refresh_token)
-        if row is None:
+        context = tokens.find_refresh_context(server.db(), server.keys(), refresh_token,
+                                              signing_alg=oidc.id_token_alg(server.db(), self.request.client.row))
+        if context is None:
             _journal_refusal(server, self.request, "unknown_refresh_token")
             return None
+        row = context.token
         if row.used_at is not None:
             self._reused(row)
             return None
@@ -278,7 +317,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             return None
         if row.client_id != self.request.client.get_client_id():
             _journal_refusal(server, self.request, "refresh_token_of_another_client")
-        return TokenRecord(row)
+        return TokenRecord(row, context)
 
     def _reused(self, row: Token) -> None:
         server = _server(self)
@@ -288,10 +327,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                      details={"client_id": row.client_id, "tokens_revoked": revoked})
 
     def authenticate_user(self, refresh_token: TokenRecord) -> Identity | None:
-        return _active_identity(_server(self), refresh_token.row.identity_id)
+        context = refresh_token.context
+        if context is None:
+            return _active_identity(_server(self), refresh_token.row.identity_id)
+        identity = context.identity
+        return identity if identity is not None and identity.is_active else None
 
     def revoke_old_credential(self, refresh_token: TokenRecord) -> None:
-        # Done by the conditional UPDATE at the start of create_token_response.
+        # Done by the conditional UPDATE of create_token_response (tokens.rotate_and_issue).
         pass
 
     @hooked
@@ -301,7 +344,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         row = record.row
         now = utcnow()
         user = self.authenticate_user(record)
-        sso = server.db().get(SsoSession, row.session_id) if row.session_id else None
+        if record.context is not None:
+            sso = record.context.sso
+        else:
+            sso = server.db().get(SsoSession, row.session_id) if row.session_id else None
         reason = login_session.death_reason(sso, server.settings(), now) if sso is not None else "no_session"
         if user is None or reason is not None or sso is None:
             reason = reason or "identity_inactive"
@@ -313,13 +359,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                                   now=now)
             _journal_refusal(server, self.request, reason, tokens_revoked=revoked)
             raise InvalidGrantError("The authorization is no longer valid.")
-        if not tokens.rotate(server.db(), row, now):
+        scope = self.request.payload.scope or row.scope
+        # The one conditional UPDATE that decides, with the next tokens stored only when it succeeded.
+        token = server.rotate_and_issue(row, access_scope=scope)
+        if token is None:
             # Another request rotated it first: the same token was presented twice.
             self._reused(row)
             raise InvalidGrantError("Invalid refresh token.")
         self.request.user = user
-        scope = self.request.payload.scope or row.scope
-        token = server.issue(tokens.grant_of(row), access_scope=scope, with_refresh=True)
         login_session.touch(server.db(), sso, now)
         audit.record(server.db(), tags.OIDC_REFRESH_ROTATED, actor=f"client:{row.client_id}", subject=user.public_id,
                      client_ip=server.client_ip(),

@@ -5,10 +5,12 @@ Each key is a JWK (RFC 7517) whose ``kid`` is its RFC 7638 thumbprint, so two ke
 (AES-256-GCM, :func:`hospiconnect.crypto.encrypt`, associated data ``b"signing-key:<kid>"`` so a ciphertext
 copied onto another row does not decrypt); the public JWK is stored in clear for the JWKS document.
 
-Nothing is cached in the process: every call reads the ``signing_keys`` table, so a rotation made by one
-instance (or by the command line) is used by every other instance at its next request. A retired key
-stays published until ``unpublish_after``, long enough for every token it signed to expire, so that
-rotation needs no downtime and tokens in flight keep verifying.
+Which key signs is never cached in the process: every signature reads the ``signing_keys`` table — on its
+own, or, on the token endpoint, within the statement that reads the grant (:func:`active_kid`) — so a
+rotation made by one instance (or by the command line) is used by every other instance at its next request.
+Only the decrypted key material is kept, by ``kid``. A retired key stays published until
+``unpublish_after``, long enough for every token it signed to expire, so that rotation needs no downtime and
+tokens in flight keep verifying.
 
 Private key material is never logged nor put in an exception message.
 """
@@ -165,6 +167,9 @@ def rotate(session: Session, keys: InstanceKeys, settings: Settings, *, actor: s
 # signing. Which key signs is still decided from the database at every call, and a key is only served from
 # here while the key file still holds the KEK its ciphertext names.
 _PRIVATE_CACHE: dict[tuple[str, str], SigningJWK] = {}
+# The same keys by kid alone, with their algorithm and ciphertext: for a signature whose kid was read from the
+# database by the caller's statement (:func:`active_kid`).
+_BY_KID: dict[str, tuple[str, str, SigningJWK]] = {}
 
 
 def _load_private(keys: InstanceKeys, row: SigningKey) -> SigningJWK:
@@ -175,8 +180,20 @@ def _load_private(keys: InstanceKeys, row: SigningKey) -> SigningJWK:
     key = _decrypt_private(keys, row)
     if len(_PRIVATE_CACHE) > 64:
         _PRIVATE_CACHE.clear()
+        _BY_KID.clear()
     _PRIVATE_CACHE[cache_key] = key
+    _BY_KID[row.kid] = (row.alg, row.private_jwk_enc, key)
     return key
+
+
+def _private_by_kid(session: Session, keys: InstanceKeys, kid: str, alg: str) -> SigningJWK:
+    cached = _BY_KID.get(kid)
+    if cached is not None and cached[0] == alg and crypto.kid_of(cached[1]) in keys.kek:
+        return cached[2]
+    row = session.scalar(select(SigningKey).where(SigningKey.kid == kid, SigningKey.alg == alg))
+    if row is None:
+        raise NoSigningKey(f"Clé de signature {alg} « {kid} » introuvable.")
+    return _load_private(keys, row)
 
 
 def _decrypt_private(keys: InstanceKeys, row: SigningKey) -> SigningJWK:
@@ -209,6 +226,14 @@ def active_key(session: Session, keys: InstanceKeys, alg: str = "ES256") -> tupl
     return rows[0].kid, _load_private(keys, rows[0])
 
 
+def active_kid(alg: Any) -> Any:
+    """Return a scalar subquery: the ``kid`` of the newest non-retired key of ``alg`` (a value or a bound
+    parameter), NULL when there is none — to read along with other rows in one statement and pass to
+    :func:`sign` as ``kid``."""
+    return (select(SigningKey.kid).where(SigningKey.alg == alg, SigningKey.retired_at.is_(None))
+            .order_by(SigningKey.created_at.desc(), SigningKey.id.desc()).limit(1).scalar_subquery())
+
+
 def _numeric_dates(claims: dict[str, Any]) -> dict[str, Any]:
     out = dict(claims)
     for name in ("exp", "iat", "nbf", "auth_time"):
@@ -219,15 +244,23 @@ def _numeric_dates(claims: dict[str, Any]) -> dict[str, Any]:
 
 
 def sign(session: Session, keys: InstanceKeys, claims: dict[str, Any], *, alg: str = "ES256",
-         typ: str = "JWT") -> str:
+         typ: str = "JWT", kid: str | None = None) -> str:
     """Sign ``claims`` with the active key of ``alg`` and return a compact JWS (RFC 7515 §7.1) whose
     protected header is ``{"alg", "kid", "typ"}`` (e.g. ``typ="logout+jwt"`` for OpenID Connect
     Back-Channel Logout §2.4). ``datetime`` values of ``exp``/``iat``/``nbf``/``auth_time`` become
     NumericDate (RFC 7519 §2). ``claims`` is not modified.
 
+    ``kid``: the active key of ``alg`` as the caller read it in this transaction (:func:`active_kid`), which
+    spares reading it again; None reads it here.
+
     Raises :class:`NoSigningKey` when no key of ``alg`` is active.
     """
-    kid, key = active_key(session, keys, alg)
+    if kid is not None:
+        if alg not in SUPPORTED_ALGS:
+            raise ValueError(f"unsupported signing algorithm {alg!r}")
+        key = _private_by_kid(session, keys, kid, alg)
+    else:
+        kid, key = active_key(session, keys, alg)
     header = {"alg": alg, "kid": kid, "typ": typ}
     payload = json.dumps(_numeric_dates(claims), ensure_ascii=False, separators=(",", ":"))
     return jws.serialize_compact(header, payload, key, algorithms=[alg])

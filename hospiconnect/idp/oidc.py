@@ -497,11 +497,12 @@ def half_hash(value: str) -> str:
 
 def id_token(session: Session, keys: InstanceKeys, settings: Settings, *, client: Client, identity: Identity,
              scope: str, auth_time: dt.datetime, acr: str, amr: list[str], sid: str | None, nonce: str | None,
-             access_token: str | None, now: dt.datetime | None = None) -> str:
+             access_token: str | None, now: dt.datetime | None = None, signing_kid: str | None = None) -> str:
     """Return a signed ID token (Core §2): ``iss``, ``sub``, ``aud``, ``azp``, ``exp``
     (``id_token_minutes``), ``iat``, ``auth_time``, ``nonce`` when sent, ``acr``, ``amr``, ``sid``
     (Back-Channel Logout §2.1), ``at_hash``, and the claims of ``scope``. Signed with the client's
-    algorithm (ES256 by default, RS256 on request); never ``none``."""
+    algorithm (ES256 by default, RS256 on request); never ``none``. ``signing_kid``: the active key of that
+    algorithm when the caller read it already in this transaction (hospiconnect.idp.keys.sign)."""
     now = now or utcnow()
     body = claims_mod.person_claims(identity, scope.split())
     body.update(iss=settings.issuer, aud=client.client_id, azp=client.client_id, iat=now,
@@ -519,4 +520,4 @@ def id_token(session: Session, keys: InstanceKeys, settings: Settings, *, client
         body["nonce"] = nonce
     if access_token:
         body["at_hash"] = half_hash(access_token)
-    return keys_mod.sign(session, keys, body, alg=id_token_alg(session, client))
+    return keys_mod.sign(session, keys, body, alg=id_token_alg(session, client), kid=signing_kid)

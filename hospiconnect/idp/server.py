@@ -53,7 +53,7 @@ from hospiconnect.audit import tags
 from hospiconnect.crypto import InstanceKeys
 from hospiconnect.db import utcnow
 from hospiconnect.idp import clients, grants, tokens
-from hospiconnect.idp.models import Client, UsedClientAssertion
+from hospiconnect.idp.models import AuthorizationCode, Client, Token, UsedClientAssertion
 from hospiconnect.settings import Settings
 
 log = logging.getLogger("hospiconnect.idp")
@@ -154,10 +154,11 @@ class Server(AuthorizationServer):
     # Authlib hooks -------------------------------------------------------------------------------------
 
     def query_client(self, client_id: Any) -> OAuthClient | None:
-        """Return the enabled client ``client_id``; None for an unknown or disabled one."""
+        """Return the enabled client ``client_id``; None for an unknown or disabled one. The registration may
+        have been read up to :data:`~hospiconnect.idp.clients.CLIENT_CACHE_SECONDS` ago by this process."""
         if not isinstance(client_id, str):
             return None
-        row = clients.get_client(self.db(), client_id)
+        row = clients.cached_client(self.db(), client_id)
         if row is None or row.disabled_at is not None:
             return None
         return OAuthClient(row, self.keys())
@@ -190,15 +191,29 @@ class Server(AuthorizationServer):
 
     # Tokens ----------------------------------------------------------------------------------------------
 
-    def issue(self, grant: tokens.Grant, *, access_scope: str, with_refresh: bool) -> dict[str, Any]:
-        """Store new tokens for ``grant`` and return the token response body (RFC 6749 §5.1)."""
-        issued = tokens.issue(self.db(), self.keys(), self.settings(), grant, access_scope=access_scope,
-                              with_refresh=with_refresh)
-        body: dict[str, Any] = {"access_token": issued.access_token, "token_type": "Bearer",
-                                "expires_in": issued.expires_in, "scope": access_scope}
-        if issued.refresh_token:
-            body["refresh_token"] = issued.refresh_token
-        return body
+    def rotate_and_issue(self, refresh_token: Token, *, access_scope: str) -> dict[str, Any] | None:
+        """Rotate ``refresh_token`` and store the next tokens of its grant; return the token response body,
+        or None when the token had been used or revoked meanwhile (:func:`tokens.rotate_and_issue`)."""
+        issued = tokens.rotate_and_issue(self.db(), self.keys(), self.settings(), refresh_token,
+                                         access_scope=access_scope)
+        return _token_body(issued, access_scope) if issued is not None else None
+
+    def redeem_and_issue(self, code: AuthorizationCode, grant: tokens.Grant, *, access_scope: str,
+                         with_refresh: bool) -> dict[str, Any] | None:
+        """Redeem ``code`` and store the tokens of ``grant``; return the token response body, or None when the
+        code had been used or had expired meanwhile (:func:`tokens.redeem_and_issue`)."""
+        issued = tokens.redeem_and_issue(self.db(), self.keys(), self.settings(), code, grant,
+                                         access_scope=access_scope, with_refresh=with_refresh)
+        return _token_body(issued, access_scope) if issued is not None else None
+
+
+def _token_body(issued: tokens.Issued, access_scope: str) -> dict[str, Any]:
+    # RFC 6749 §5.1.
+    body: dict[str, Any] = {"access_token": issued.access_token, "token_type": "Bearer",
+                            "expires_in": issued.expires_in, "scope": access_scope}
+    if issued.refresh_token:
+        body["refresh_token"] = issued.refresh_token
+    return body
 
 
 def get_server() -> Server:

@@ -143,19 +143,29 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
     site_thread = threading.Thread(target=site.serve_forever, name="fcplus-client-site", daemon=True)
     site_thread.start()
     base = f"http://127.0.0.1:{site.server_address[1]}"
-    issuer = f"http://127.0.0.1:{free_port()}/api/v2"
-    stderr = tmp_path_factory.mktemp("fcplus-provider") / "stderr.log"
-    with stderr.open("w", encoding="utf-8") as err:
-        process = subprocess.Popen(
-            [node, str(PROVIDER_SCRIPT), "--issuer", issuer, "--client-jwks-uri", f"{base}/jwks.json",
-             "--redirect-uri", f"{base}/callback", "--post-logout-redirect-uri", f"{base}/bye"],
-            cwd=HERE, stdout=subprocess.PIPE, stderr=err, text=True)
-    try:
+    # A second attempt, on another port, when the first start says nothing in time: the port picked may have
+    # been taken meanwhile by another process of the machine. A failure shows the last attempt's output.
+    for attempt in (1, 2):
+        issuer = f"http://127.0.0.1:{free_port()}/api/v2"
+        stderr = tmp_path_factory.mktemp("fcplus-provider") / "stderr.log"
+        with stderr.open("w", encoding="utf-8") as err:
+            process = subprocess.Popen(
+                [node, str(PROVIDER_SCRIPT), "--issuer", issuer, "--client-jwks-uri", f"{base}/jwks.json",
+                 "--redirect-uri", f"{base}/callback", "--post-logout-redirect-uri", f"{base}/bye"],
+                cwd=HERE, stdout=subprocess.PIPE, stderr=err, text=True)
         line = _first_line(process, START_TIMEOUT_SECONDS)
-        if not line:
-            process.kill()
+        if line:
+            break
+        process.kill()
+        process.wait(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+        if attempt == 2:
+            site.shutdown()
+            site.server_close()
             pytest.fail(f"fcplus_provider.mjs did not start (status {process.poll()}):\n"
                         f"{stderr.read_text(encoding='utf-8', errors='replace')[-4000:]}")
+    try:
         ready = json.loads(line)
         assert ready["issuer"] == issuer, ready
         clients = {c["client_id"]: Registration(**c) for c in ready["clients"]}
